@@ -1,0 +1,49 @@
+# Surge: two commands do everything.  `make run` (embedded, no servers needed)
+# and `make test` (real PostgreSQL + Redis + Celery workers).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements.lock | sha1sum | cut -c1-12)
+
+# The test suite's servers (override to point elsewhere).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/surge
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+PYTEST_WORKERS ?= 2
+
+.PHONY: run test lint format bench venv migrate clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt -c requirements.lock
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap_demo
+	$(VENV)/bin/honcho start -f Procfile
+
+test: venv
+	@scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
+	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
+	CELERY_BROKER_URL="$(TEST_REDIS_URL)" SURGE_ENV=test \
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: venv
+	@scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,219 @@
+"""Surge settings, all from the environment (django-environ).
+
+With no configuration Surge runs embedded: SQLite and a file-based Celery broker
+under ``var/``. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` select PostgreSQL and
+Redis, which production and the test suite always use.
+"""
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+VAR_DIR = Path(env("SURGE_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# "production" refuses to start on embedded defaults (generated keys, SQLite).
+SURGE_ENV = env("SURGE_ENV", default="development")
+PRODUCTION = SURGE_ENV == "production"
+
+
+def _local_secret(name: str, nbytes: int = 32) -> str:
+    """Read or create a per-checkout secret file (mode 0600) under var/."""
+    path = VAR_DIR / name
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(nbytes))
+    return path.read_text().strip()
+
+
+if PRODUCTION:
+    SECRET_KEY = env("SECRET_KEY")
+else:
+    SECRET_KEY = env("SECRET_KEY", default=None) or _local_secret("secret_key")
+
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if not PRODUCTION else [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_prometheus",
+    "core",
+    "vault",
+    "ledger",
+    "gateways",
+    "payments",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'surge.sqlite3'}")
+}
+if PRODUCTION and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    raise RuntimeError("SURGE_ENV=production needs DATABASE_URL (PostgreSQL).")
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    if env.bool("DATABASE_POOL", default=False):
+        # psycopg 3 pool inside each process; CONN_MAX_AGE must stay 0 with it.
+        DATABASES["default"]["OPTIONS"] = {
+            "pool": {
+                "min_size": env.int("DATABASE_POOL_MIN", default=2),
+                "max_size": env.int("DATABASE_POOL_MAX", default=16),
+                "timeout": 10,
+            }
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=None)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Request bodies above this are refused with 400 before parsing.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=2_621_440)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["payments.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": [],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Surge API",
+    "DESCRIPTION": "Payments for bursts: idempotent intake, vault tokens, ledger.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Celery -----------------------------------------------------------------
+# The database is the source of truth; the broker is only a wake-up. Every task
+# is idempotent, so late acks and redelivery on worker loss are safe.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for sub in ("out", "processed"):
+        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # An unacked message (worker SIGKILLed) is redelivered after this long;
+        # the sweeper re-drives the payment sooner if needed.
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_PREFETCH", default=4)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_SOFT_TIME_LIMIT", default=120)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TIME_LIMIT", default=150)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Redis (breaker state, caches) -------------------------------------------
+REDIS_URL = env("REDIS_URL", default=None)
+
+# --- Vault ------------------------------------------------------------------
+# VAULT_KEYS="k2:<base64 32 bytes>,k1:<base64>" - the first seals, all open.
+# VAULT_FINGERPRINT_KEY="<base64 32 bytes>" - HMAC key for card fingerprints.
+VAULT_KEYS = env("VAULT_KEYS", default=None)
+VAULT_FINGERPRINT_KEY = env("VAULT_FINGERPRINT_KEY", default=None)
+VAULT_KEY_FILE = VAR_DIR / "vault_keys"
+if PRODUCTION and not (VAULT_KEYS and VAULT_FINGERPRINT_KEY):
+    raise RuntimeError(
+        "SURGE_ENV=production needs VAULT_KEYS and VAULT_FINGERPRINT_KEY."
+    )
+
+# --- Payments ---------------------------------------------------------------
+SURGE_MAX_AMOUNT = env.int("SURGE_MAX_AMOUNT", default=100_000_000)  # minor units
+SURGE_IDEMPOTENCY_TTL_SECONDS = env.int("SURGE_IDEMPOTENCY_TTL", default=24 * 3600)
+SURGE_API_KEY_CACHE_SECONDS = env.int("SURGE_API_KEY_CACHE_SECONDS", default=30)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_pan": {"()": "vault.logging.RedactPANFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_pan"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,109 @@
+"""The one DRF exception handler: every error becomes ``{"error": {...}}``."""
+
+import logging
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from core.errors import SurgeError
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int,
+    type_: str,
+    code: str,
+    message: str,
+    param: str | None = None,
+    headers: dict | None = None,
+    extra: dict | None = None,
+) -> Response:
+    body = {"type": type_, "code": code, "message": message, "param": param}
+    if extra:
+        body.update(extra)
+    return Response({"error": body}, status=status, headers=headers)
+
+
+def _first_error(detail, prefix: str = "") -> tuple[str | None, str]:
+    """Flatten DRF's nested validation detail to (param, message)."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else None
+            param = f"{prefix}[{name}]" if prefix and name else (name or prefix or None)
+            p, msg = _first_error(value, param or "")
+            return p or param, msg
+    if isinstance(detail, list) and detail:
+        return _first_error(detail[0], prefix)
+    return (prefix or None), str(detail)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, SurgeError):
+        return error_response(
+            exc.status, exc.type, exc.code, exc.message, exc.param,
+            extra=getattr(exc, "extra", None),
+        )  # fmt: skip
+    if isinstance(exc, Http404):
+        return error_response(
+            404, "invalid_request_error", "resource_missing", "No such object."
+        )
+    if isinstance(exc, RequestDataTooBig):
+        return error_response(
+            400, "invalid_request_error", "body_too_large", "Request body too large."
+        )
+    if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
+        return error_response(
+            401,
+            "authentication_error",
+            "invalid_api_key",
+            str(exc.detail),
+            headers={"WWW-Authenticate": 'Bearer realm="surge"'},
+        )
+    if isinstance(exc, drf.ParseError):
+        return error_response(
+            400,
+            "invalid_request_error",
+            "invalid_json",
+            "Request body is not valid JSON.",
+        )
+    if isinstance(exc, drf.UnsupportedMediaType):
+        return error_response(
+            400,
+            "invalid_request_error",
+            "unsupported_content_type",
+            "Content-Type must be application/json.",
+        )
+    if isinstance(exc, drf.ValidationError):
+        param, message = _first_error(exc.detail)
+        return error_response(
+            400, "invalid_request_error", "parameter_invalid", message, param
+        )
+    if isinstance(exc, drf.Throttled):
+        wait = int(exc.wait or 1)
+        return error_response(
+            429,
+            "rate_limit_error",
+            "rate_limited",
+            "Too many requests.",
+            headers={"Retry-After": str(wait)},
+        )
+    if isinstance(exc, drf.MethodNotAllowed):
+        return error_response(
+            405, "invalid_request_error", "method_not_allowed", str(exc.detail)
+        )
+    if isinstance(exc, drf.NotFound):
+        return error_response(
+            404, "invalid_request_error", "resource_missing", str(exc.detail)
+        )
+    if isinstance(exc, drf.PermissionDenied):
+        return error_response(
+            403, "invalid_request_error", "permission_denied", str(exc.detail)
+        )
+    if isinstance(exc, drf.APIException):
+        return error_response(
+            exc.status_code, "api_error", "api_error", str(exc.detail)
+        )
+    return None

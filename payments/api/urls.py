@@ -1,0 +1,10 @@
+from django.urls import path
+
+from payments.api import views
+
+urlpatterns = [
+    path("payments", views.PaymentListCreateView.as_view(), name="payments"),
+    path(
+        "payments/<str:payment_id>", views.PaymentDetailView.as_view(), name="payment"
+    ),
+]

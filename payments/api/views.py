@@ -1,0 +1,98 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.errors import InvalidRequest
+from payments.api.serializers import (
+    PaymentCreateSerializer,
+    PaymentListQuerySerializer,
+    PaymentListSerializer,
+    PaymentSerializer,
+)
+from payments.exceptions import PaymentNotFound
+from payments.selectors import payment_get, payment_list
+from payments.services.idempotency import check_key, idempotent_call, request_hash
+from payments.services.intake import payment_create
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description="Unique per request (<= 255 chars); a retry with the same key and "
+    "body replays the stored response for 24 hours.",
+)
+
+
+def idempotent_response(request, work) -> Response:
+    """Validate the key, run ``work`` once per key, replay afterwards."""
+    merchant = request.user.merchant
+    key = check_key(request.headers.get("Idempotency-Key"))
+    result = idempotent_call(
+        merchant=merchant,
+        key=key,
+        method=request.method,
+        path=request.path,
+        req_hash=request_hash(request.data),
+        work=work,
+    )
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return Response(result.body, status=result.status, headers=headers)
+
+
+class PaymentListCreateView(APIView):
+    @extend_schema(
+        operation_id="payments_create",
+        request=PaymentCreateSerializer,
+        responses={202: PaymentSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+    )
+    def post(self, request):
+        check_key(request.headers.get("Idempotency-Key"))
+        serializer = PaymentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        merchant = request.user.merchant
+
+        def work():
+            payment = payment_create(merchant=merchant, **serializer.validated_data)
+            return 202, PaymentSerializer(payment).data
+
+        return idempotent_response(request, work)
+
+    @extend_schema(
+        operation_id="payments_list",
+        parameters=[PaymentListQuerySerializer],
+        responses={200: PaymentListSerializer},
+    )
+    def get(self, request):
+        query = PaymentListQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        merchant = request.user.merchant
+        after = query.validated_data.get("starting_after")
+        if after and payment_get(merchant=merchant, payment_id=after) is None:
+            raise InvalidRequest(
+                f"No such payment: {after!r}.",
+                param="starting_after",
+                code="resource_missing",
+            )
+        rows, has_more = payment_list(
+            merchant=merchant,
+            limit=query.validated_data["limit"],
+            starting_after=after,
+            status=query.validated_data.get("status"),
+        )
+        return Response(
+            {
+                "object": "list",
+                "data": PaymentSerializer(rows, many=True).data,
+                "has_more": has_more,
+            }
+        )
+
+
+class PaymentDetailView(APIView):
+    @extend_schema(operation_id="payments_retrieve", responses={200: PaymentSerializer})
+    def get(self, request, payment_id: str):
+        payment = payment_get(merchant=request.user.merchant, payment_id=payment_id)
+        if payment is None:
+            raise PaymentNotFound(f"No such payment: {payment_id!r}.", param="id")
+        return Response(PaymentSerializer(payment).data)

@@ -1,0 +1,38 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from payments.services.keys import merchant_create
+
+
+class Command(BaseCommand):
+    help = "Create a merchant and print its id and secret API key (shown once)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--fee-bps", type=int, default=None)
+        parser.add_argument("--fee-fixed", type=int, default=None)
+        parser.add_argument("--gateway", default=None, help="primary gateway name")
+        parser.add_argument("--secondary-gateway", default=None)
+
+    def handle(
+        self, *args, name, fee_bps, fee_fixed, gateway, secondary_gateway, **opts
+    ):
+        fields = {}
+        if fee_bps is not None:
+            if fee_bps < 0 or fee_bps > 10_000:
+                raise CommandError("--fee-bps must be between 0 and 10000.")
+            fields["fee_bps"] = fee_bps
+        if fee_fixed is not None:
+            if fee_fixed < 0:
+                raise CommandError("--fee-fixed must be >= 0.")
+            fields["fee_fixed"] = fee_fixed
+        if gateway:
+            fields["primary_gateway"] = gateway
+        if secondary_gateway:
+            fields["secondary_gateway"] = secondary_gateway
+        try:
+            merchant, secret = merchant_create(name=name, **fields)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"merchant_id: {merchant.id}")
+        self.stdout.write(f"secret_key:  {secret}")
+        self.stdout.write("Store the secret key now; it is not shown again.")

@@ -1,0 +1,318 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from core.ids import new_id
+from payments.state import PaymentStatus
+
+
+def mer_id():
+    return new_id("mer")
+
+
+def key_id():
+    return new_id("key")
+
+
+def pay_id():
+    return new_id("pay")
+
+
+def evt_id():
+    return new_id("evt")
+
+
+def re_id():
+    return new_id("re")
+
+
+def pb_id():
+    return new_id("pb")
+
+
+def dl_id():
+    return new_id("dl")
+
+
+class Merchant(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        DISABLED = "disabled"
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=mer_id, editable=False
+    )
+    name = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE
+    )
+    # Fee = amount * fee_bps / 10_000 (rounded half up) + fee_fixed, in minor units.
+    fee_bps = models.PositiveIntegerField(default=290)
+    fee_fixed = models.BigIntegerField(default=30)
+    # Per-payment ceiling in minor units; null means the platform maximum.
+    max_amount = models.BigIntegerField(null=True, blank=True)
+    # Enabled currencies (lowercase ISO 4217); empty means every supported one.
+    currencies = models.JSONField(default=list, blank=True)
+    primary_gateway = models.CharField(max_length=32, default="sandbox")
+    secondary_gateway = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(fee_fixed__gte=0), name="merchant_fee_fixed_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_amount__isnull=True) | Q(max_amount__gt=0),
+                name="merchant_max_amount_gt_0",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.id})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    @property
+    def amount_limit(self) -> int:
+        return self.max_amount or settings.SURGE_MAX_AMOUNT
+
+
+class ApiKey(models.Model):
+    """A secret key, stored as its SHA-256 digest; the secret is shown once."""
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=key_id, editable=False
+    )
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    prefix = models.CharField(max_length=32, unique=True)
+    digest = models.CharField(max_length=64)
+    last4 = models.CharField(max_length=4)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"sk_{self.prefix}_…{self.last4}"
+
+
+class IdempotencyKey(models.Model):
+    """A request's Idempotency-Key, scoped to the merchant, with its response."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "key"], name="idempotency_key_per_merchant"
+            )
+        ]
+
+    def __str__(self):
+        return str(self.pk)
+
+
+class PaymentBatch(models.Model):
+    id = models.CharField(
+        primary_key=True, max_length=40, default=pb_id, editable=False
+    )
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="batches"
+    )
+    count = models.PositiveIntegerField()
+    total_amount = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return str(self.pk)
+
+
+class Payment(models.Model):
+    id = models.CharField(
+        primary_key=True, max_length=40, default=pay_id, editable=False
+    )
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="payments"
+    )
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    source = models.ForeignKey(
+        "vault.Token", on_delete=models.PROTECT, related_name="+"
+    )
+    description = models.CharField(max_length=500, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
+    )
+    failure_code = models.CharField(max_length=64, blank=True, default="")
+    failure_message = models.CharField(max_length=255, blank=True, default="")
+    gateway = models.CharField(max_length=32, blank=True, default="")
+    gateway_reference = models.CharField(max_length=128, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    fee = models.BigIntegerField(null=True, blank=True)
+    reference = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001 (unique when set)
+    batch = models.ForeignKey(
+        PaymentBatch,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="payments",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["merchant", "-id"], name="payment_merchant_id_desc"),
+            models.Index(
+                fields=["status", "updated_at"],
+                name="payment_open_by_age",
+                condition=~Q(status__in=["settled", "declined", "failed"]),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gt=0), name="payment_amount_gt_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=PaymentStatus.values),
+                name="payment_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0)
+                & Q(amount_refunded__lte=F("amount")),
+                name="payment_refunded_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[a-z]{3}$"),
+                name="payment_currency_lower3",
+            ),
+            models.UniqueConstraint(
+                fields=["merchant", "reference"],
+                condition=Q(reference__isnull=False),
+                name="payment_reference_per_merchant",
+            ),
+        ]
+
+    def __str__(self):
+        return self.id
+
+
+class Event(models.Model):
+    """The outbox: written in the same transaction as the change it announces."""
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=evt_id, editable=False
+    )
+    type = models.CharField(max_length=64)
+    merchant_id = models.CharField(max_length=40)
+    payment = models.ForeignKey(
+        Payment,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="events",
+        db_constraint=False,
+    )
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["id"],
+                name="event_unpublished",
+                condition=Q(published_at__isnull=True),
+            ),
+            models.Index(fields=["type", "created_at"], name="event_type_created"),
+        ]
+
+    def __str__(self):
+        return str(self.pk)
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=re_id, editable=False
+    )
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="refunds"
+    )
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    gateway_reference = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gt=0), name="refund_amount_gt_0"
+            ),
+        ]
+
+    def __str__(self):
+        return str(self.pk)
+
+
+class DeadLetter(models.Model):
+    """A payment (or other work item) that needs a human: system failure or a break."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        RESOLVED = "resolved"
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=dl_id, editable=False
+    )
+    payment = models.ForeignKey(
+        Payment,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="dead_letters",
+    )
+    stage = models.CharField(max_length=32)
+    error_class = models.CharField(max_length=128)
+    message = models.TextField()
+    attempts = models.PositiveIntegerField(default=1)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.OPEN
+    )
+    resolution = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "stage"], name="deadletter_status_stage")
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment", "stage"],
+                condition=Q(status="open"),
+                name="deadletter_one_open_per_payment_stage",
+            )
+        ]
+
+    def __str__(self):
+        return str(self.pk)

@@ -1,0 +1,22 @@
+from payments.models import Merchant, Payment
+
+
+def payment_get(*, merchant: Merchant, payment_id: str) -> Payment | None:
+    return Payment.objects.filter(pk=payment_id, merchant=merchant).first()
+
+
+def payment_list(
+    *,
+    merchant: Merchant,
+    limit: int,
+    starting_after: str | None = None,
+    status: str | None = None,
+) -> tuple[list[Payment], bool]:
+    """Newest first. Ids sort by creation time, so the cursor is the id itself."""
+    qs = Payment.objects.filter(merchant=merchant)
+    if status:
+        qs = qs.filter(status=status)
+    if starting_after:
+        qs = qs.filter(pk__lt=starting_after)
+    rows = list(qs.order_by("-pk")[: limit + 1])
+    return rows[:limit], len(rows) > limit

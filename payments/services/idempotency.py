@@ -1,0 +1,127 @@
+"""Idempotent requests (IETF Idempotency-Key draft, Stripe's behaviour).
+
+``idempotent_call`` runs ``work`` and stores its response in one transaction.
+The key's row is inserted last: two concurrent requests with one key both do
+their writes, the second blocks on the unique index until the first commits,
+then fails and rolls back whole, and replays the first one's stored response.
+So N concurrent requests create exactly one object and nobody gets a 500.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from payments.exceptions import IdempotencyKeyMissing, IdempotencyKeyReused
+from payments.models import IdempotencyKey, Merchant
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: dict
+    replayed: bool
+
+
+def request_hash(body: object) -> str:
+    """Hash of the parsed body: the same JSON in another layout is the same request."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str | None) -> str:
+    if not key:
+        raise IdempotencyKeyMissing(
+            "An Idempotency-Key header is required for this request.",
+            param="Idempotency-Key",
+        )
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise IdempotencyKeyMissing(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters.",
+            param="Idempotency-Key",
+            code="idempotency_key_invalid",
+        )
+    return key
+
+
+def _replay(
+    record: IdempotencyKey, *, method: str, path: str, req_hash: str
+) -> StoredResponse:
+    if (
+        record.method != method
+        or record.path != path
+        or record.request_hash != req_hash
+    ):
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request.",
+            param="Idempotency-Key",
+        )
+    return StoredResponse(record.response_status, record.response_body, True)
+
+
+def _lookup(merchant: Merchant, key: str) -> IdempotencyKey | None:
+    record = IdempotencyKey.objects.filter(merchant=merchant, key=key).first()
+    if record is not None and record.expires_at <= timezone.now():
+        IdempotencyKey.objects.filter(
+            pk=record.pk, expires_at__lte=timezone.now()
+        ).delete()
+        return None
+    return record
+
+
+def idempotent_call(
+    *,
+    merchant: Merchant,
+    key: str,
+    method: str,
+    path: str,
+    req_hash: str,
+    work: Callable[[], tuple[int, dict]],
+) -> StoredResponse:
+    """Run ``work`` (which writes) once per (merchant, key); replay afterwards."""
+    record = _lookup(merchant, key)
+    if record is not None:
+        return _replay(record, method=method, path=path, req_hash=req_hash)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            status, body = work()
+            IdempotencyKey.objects.create(
+                merchant=merchant,
+                key=key,
+                method=method,
+                path=path,
+                request_hash=req_hash,
+                response_status=status,
+                response_body=body,
+                expires_at=now
+                + timedelta(seconds=settings.SURGE_IDEMPOTENCY_TTL_SECONDS),
+            )
+    except IntegrityError:
+        record = _lookup(merchant, key)
+        if record is None:
+            # Not our key's row that collided: a real integrity failure.
+            raise
+        return _replay(record, method=method, path=path, req_hash=req_hash)
+    return StoredResponse(status, body, False)
+
+
+def purge_expired(*, batch_size: int = 5000) -> int:
+    """Delete expired keys in batches; return how many went."""
+    total = 0
+    while True:
+        ids = list(
+            IdempotencyKey.objects.filter(expires_at__lte=timezone.now()).values_list(
+                "pk", flat=True
+            )[:batch_size]
+        )
+        if not ids:
+            return total
+        total += IdempotencyKey.objects.filter(pk__in=ids).delete()[0]

@@ -1,0 +1,77 @@
+import os
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from payments.services import keys as key_service
+from tests.factories import MerchantFactory, TokenFactory
+
+
+def pytest_configure(config):
+    """Give each xdist worker its own Redis database so brokers never cross."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) + 1 if worker.startswith("gw") else 1
+    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+    url = f"{base}/{index}"
+    os.environ["REDIS_URL"] = url
+    os.environ["CELERY_BROKER_URL"] = url
+    from django.conf import settings
+
+    settings.REDIS_URL = url
+    settings.CELERY_BROKER_URL = url
+    from config.celery import app
+
+    app.conf.broker_url = url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_postgresql(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        if connection.vendor != "postgresql":
+            pytest.exit(
+                "The suite runs against real PostgreSQL: run `make test` "
+                "(or set DATABASE_URL=postgres://...).",
+                returncode=2,
+            )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache():
+    key_service.clear_cache()
+    yield
+    key_service.clear_cache()
+
+
+@pytest.fixture
+def merchant_and_key(db):
+    merchant = MerchantFactory()
+    _, secret = key_service.api_key_create(merchant=merchant)
+    return merchant, secret
+
+
+@pytest.fixture
+def merchant(merchant_and_key):
+    return merchant_and_key[0]
+
+
+@pytest.fixture
+def client_for():
+    """An API client authenticated with the given secret key."""
+
+    def make(secret: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(merchant_and_key, client_for):
+    return client_for(merchant_and_key[1])
+
+
+@pytest.fixture
+def token(merchant):
+    return TokenFactory(merchant_id=merchant.id)

@@ -20,3 +20,24 @@ def payment_list(
         qs = qs.filter(pk__lt=starting_after)
     rows = list(qs.order_by("-pk")[: limit + 1])
     return rows[:limit], len(rows) > limit
+
+
+def settled_payments(*, since=None):
+    """Iterate (id, merchant_id, amount, currency, fee, gateway, gateway_reference)
+    of settled payments, oldest first, in chunks: for reconciliation."""
+    qs = Payment.objects.filter(status="settled")
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    return (
+        qs.order_by("pk")
+        .values_list(
+            "id",
+            "merchant_id",
+            "amount",
+            "currency",
+            "fee",
+            "gateway",
+            "gateway_reference",
+        )
+        .iterator(chunk_size=5000)
+    )

@@ -11,7 +11,8 @@ from tests.factories import MerchantFactory, TokenFactory
 def pytest_configure(config):
     """Give each xdist worker its own Redis database so brokers never cross."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    index = int(worker[2:]) + 1 if worker.startswith("gw") else 1
+    first = int(os.environ.get("SURGE_TEST_REDIS_DB_BASE", "1"))
+    index = first + (int(worker[2:]) if worker.startswith("gw") else 0)
     base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
     url = f"{base}/{index}"
     os.environ["REDIS_URL"] = url

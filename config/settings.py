@@ -5,6 +5,7 @@ under ``var/``. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` select PostgreSQL and
 Redis, which production and the test suite always use.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -15,6 +16,11 @@ env = environ.Env()
 
 VAR_DIR = Path(env("SURGE_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# Counters and histograms from every process (gunicorn, Celery) are summed at
+# /metrics; must be set before prometheus_client is imported.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # "production" refuses to start on embedded defaults (generated keys, SQLite).
 SURGE_ENV = env("SURGE_ENV", default="development")
@@ -181,6 +187,22 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_TASK_ROUTES = {
+    "payments.validate": {"queue": "validate"},
+    "payments.execute": {"queue": "execute"},
+    "payments.resolve": {"queue": "execute"},
+    "payments.settle": {"queue": "settle"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {
+        "task": "payments.sweep",
+        "schedule": env.int("SURGE_SWEEP_EVERY_SECONDS", default=10),
+    },
+    "purge-idempotency-keys": {
+        "task": "payments.purge_idempotency_keys",
+        "schedule": 3600.0,
+    },
+}
 
 # --- Redis (breaker state, caches) -------------------------------------------
 REDIS_URL = env("REDIS_URL", default=None)
@@ -200,6 +222,10 @@ if PRODUCTION and not (VAULT_KEYS and VAULT_FINGERPRINT_KEY):
 SURGE_MAX_AMOUNT = env.int("SURGE_MAX_AMOUNT", default=100_000_000)  # minor units
 SURGE_IDEMPOTENCY_TTL_SECONDS = env.int("SURGE_IDEMPOTENCY_TTL", default=24 * 3600)
 SURGE_API_KEY_CACHE_SECONDS = env.int("SURGE_API_KEY_CACHE_SECONDS", default=30)
+# Payments per Celery task (the relay and sweeper chunk ids by this).
+SURGE_TASK_BATCH_SIZE = env.int("SURGE_TASK_BATCH_SIZE", default=200)
+# A non-terminal payment untouched this long is re-driven by the sweeper.
+SURGE_SWEEP_AFTER_SECONDS = env.int("SURGE_SWEEP_AFTER_SECONDS", default=60)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,25 @@
+import signal
+import threading
+
+from django.core.management.base import BaseCommand
+
+from payments.services.relay import run_relay
+
+
+class Command(BaseCommand):
+    help = "Publish outbox events to Celery (LISTEN/NOTIFY on PostgreSQL, else polls)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--poll-seconds", type=float, default=1.0)
+        parser.add_argument("--batch-size", type=int, default=2000)
+
+    def handle(self, *args, poll_seconds, batch_size, **opts):
+        if poll_seconds <= 0 or batch_size <= 0:
+            self.stderr.write("--poll-seconds and --batch-size must be positive.")
+            raise SystemExit(2)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        self.stdout.write(f"relay running (poll {poll_seconds}s, batch {batch_size})")
+        run_relay(stop=stop, poll_seconds=poll_seconds, batch_size=batch_size)
+        self.stdout.write("relay stopped")

@@ -1,0 +1,41 @@
+"""Prometheus metrics. Counters and histograms are multiprocess-safe
+(PROMETHEUS_MULTIPROC_DIR is set in settings before prometheus_client loads);
+gauges that describe the database (outbox lag, queue depth, dead letters,
+breaker state) are computed at scrape time by ``SurgeCollector``."""
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from prometheus_client import Counter, Histogram
+
+PAYMENTS_INITIATED = Counter(
+    "surge_payments_initiated_total", "Payments accepted at intake.", ["channel"]
+)
+PAYMENTS_COMPLETED = Counter(
+    "surge_payments_completed_total",
+    "Payments that reached a final state.",
+    ["status", "reason"],
+)
+SETTLE_LATENCY = Histogram(
+    "surge_accept_to_settled_seconds",
+    "Time from acceptance to settlement.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
+
+
+def payments_initiated(count: int, channel: str = "single") -> None:
+    if count:
+        PAYMENTS_INITIATED.labels(channel).inc(count)
+
+
+def payment_finished(status: str, reason: str, count: int) -> None:
+    if count:
+        PAYMENTS_COMPLETED.labels(status, reason or "").inc(count)
+
+
+def payments_settled(latencies: Iterable[timedelta]) -> None:
+    n = 0
+    for latency in latencies:
+        SETTLE_LATENCY.observe(latency.total_seconds())
+        n += 1
+    payment_finished("settled", "", n)

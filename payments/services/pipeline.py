@@ -1,0 +1,291 @@
+"""The validate -> execute -> settle chain, one batch of payment ids at a time.
+
+Every stage is idempotent: it only acts on payments still in the state it
+expects (``transitions.transition``), so a redelivered task, a sweeper re-drive
+or two workers on the same ids change nothing the second time. No transaction
+is held across a gateway call: execute claims (commit), calls, then records.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.money import is_currency
+from payments import metrics
+from payments.models import Payment
+from payments.services.deadletters import dead_letter_record
+from payments.services.transitions import transition
+from payments.state import PaymentStatus as S
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    code: str
+    message: str
+
+
+def _validation_failure(payment: Payment, today) -> Failure | None:
+    merchant, token = payment.merchant, payment.source
+    if not merchant.is_active:
+        return Failure("merchant_inactive", "The merchant account is not active.")
+    if token.merchant_id != payment.merchant_id:
+        return Failure(
+            "invalid_source", "The card token does not belong to the merchant."
+        )
+    if (token.exp_year, token.exp_month) < (today.year, today.month):
+        return Failure("expired_card", "The card has expired.")
+    if payment.amount > merchant.amount_limit:
+        return Failure("amount_too_large", "The amount exceeds the merchant's limit.")
+    if not is_currency(payment.currency) or (
+        merchant.currencies and payment.currency not in merchant.currencies
+    ):
+        return Failure("currency_not_supported", "The currency is not enabled.")
+    return None
+
+
+def validate_batch(payment_ids: Sequence[str]) -> dict[str, int]:
+    """pending -> validated, or -> failed with a failure_code (not a dead letter)."""
+    payments = Payment.objects.filter(
+        pk__in=payment_ids, status=S.PENDING
+    ).select_related("merchant", "source")
+    today = timezone.now().date()
+    valid: list[str] = []
+    failed: dict[Failure, list[str]] = defaultdict(list)
+    for payment in payments:
+        failure = _validation_failure(payment, today)
+        if failure is None:
+            valid.append(payment.pk)
+        else:
+            failed[failure].append(payment.pk)
+    moved = transition(payment_ids=valid, expected=S.PENDING, new=S.VALIDATED)
+    counts = {"validated": len(moved), "failed": 0}
+    for failure, ids in failed.items():
+        done = transition(
+            payment_ids=ids,
+            expected=S.PENDING,
+            new=S.FAILED,
+            fields={"failure_code": failure.code, "failure_message": failure.message},
+        )
+        counts["failed"] += len(done)
+        metrics.payment_finished(S.FAILED, failure.code, len(done))
+    return counts
+
+
+def execute_batch(payment_ids: Sequence[str]) -> dict[str, int]:
+    """validated -> processing (committed), charge outside any transaction, record."""
+    claimed = transition(
+        payment_ids=list(payment_ids),
+        expected=S.VALIDATED,
+        new=S.PROCESSING,
+        bump_attempts=True,
+    )
+    if not claimed:
+        return {}
+    return charge_and_record(claimed)
+
+
+def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
+    """Charge ``processing`` payments through their merchant's route and record it.
+
+    Safe to repeat for the same payment: the gateway idempotency key is derived
+    from the payment and gateway, so a repeat finds the first charge.
+    """
+    from gateways.services import ChargeItem, charge_many
+    from vault.services import detokenize_many
+
+    rows = list(
+        Payment.objects.filter(pk__in=payment_ids, status=S.PROCESSING).values(
+            "id",
+            "merchant_id",
+            "amount",
+            "currency",
+            "source_id",
+            "merchant__primary_gateway",
+            "merchant__secondary_gateway",
+        )
+    )
+    if not rows:
+        return {}
+    cards = detokenize_many([r["source_id"] for r in rows])
+    items = [
+        ChargeItem(
+            payment_id=r["id"],
+            merchant_id=r["merchant_id"],
+            amount=r["amount"],
+            currency=r["currency"],
+            card=cards[r["source_id"]],
+            primary=r["merchant__primary_gateway"],
+            secondary=r["merchant__secondary_gateway"],
+        )
+        for r in rows
+    ]
+    outcomes = charge_many(items)
+    return record_outcomes(list(zip((r["id"] for r in rows), outcomes, strict=True)))
+
+
+def record_outcomes(results: Sequence[tuple[str, object]]) -> dict[str, int]:
+    """Apply gateway outcomes (or classified errors) to processing payments."""
+    from gateways.exceptions import RetryableSafe
+
+    succeeded: dict[str, dict] = {}
+    declined: dict[str, dict] = {}
+    unavailable: dict[str, Exception] = {}
+    unknown = 0
+    for payment_id, outcome in results:
+        if isinstance(outcome, RetryableSafe):
+            unavailable[payment_id] = outcome
+        elif isinstance(outcome, Exception):
+            # Unknown outcome (or a bug): we cannot know whether money moved, so
+            # the payment stays processing and the sweeper resolves it by inquiry.
+            unknown += 1
+            logger.warning(
+                "payment %s outcome unknown (%s); left for inquiry",
+                payment_id,
+                type(outcome).__name__,
+            )
+        elif outcome.status == "succeeded":
+            succeeded[payment_id] = {
+                "gateway": outcome.gateway,
+                "gateway_reference": outcome.reference,
+            }
+        else:
+            declined[payment_id] = {
+                "gateway": outcome.gateway,
+                "gateway_reference": outcome.reference,
+                "failure_code": outcome.decline_code or "card_declined",
+            }
+    counts = {"unknown": unknown}
+    counts["succeeded"] = len(
+        transition(
+            payment_ids=list(succeeded), expected=S.PROCESSING, new=S.SUCCEEDED,
+            per_payment=succeeded,
+        )
+    )  # fmt: skip
+    done = transition(
+        payment_ids=list(declined), expected=S.PROCESSING, new=S.DECLINED,
+        per_payment=declined,
+    )  # fmt: skip
+    counts["declined"] = len(done)
+    for pid in done:
+        metrics.payment_finished(S.DECLINED, declined[pid]["failure_code"], 1)
+    counts["failed"] = fail_with_dead_letter(
+        unavailable, stage="execute", code="gateway_unavailable"
+    )
+    return counts
+
+
+def fail_with_dead_letter(
+    errors: dict[str, Exception], *, stage: str, code: str
+) -> int:
+    """Mark payments failed and open a dead letter for each, in one transaction."""
+    if not errors:
+        return 0
+    with transaction.atomic():
+        moved = transition(
+            payment_ids=list(errors),
+            expected=S.PROCESSING,
+            new=S.FAILED,
+            fields={"failure_code": code, "failure_message": "Retries exhausted."},
+        )
+        for pid in moved:
+            exc = errors[pid]
+            dead_letter_record(
+                stage=stage,
+                error_class=type(exc).__name__,
+                message=str(exc),
+                payment_id=pid,
+            )
+    metrics.payment_finished(S.FAILED, code, len(moved))
+    return len(moved)
+
+
+def settle_batch(payment_ids: Sequence[str]) -> int:
+    """succeeded -> settled and the ledger entries, in one transaction."""
+    from ledger.services import Settlement, fee_for, post_settlements
+
+    rows = list(
+        Payment.objects.filter(pk__in=payment_ids, status=S.SUCCEEDED).values(
+            "id", "merchant_id", "amount", "currency", "gateway", "created_at",
+            "merchant__fee_bps", "merchant__fee_fixed",
+        )
+    )  # fmt: skip
+    if not rows:
+        return 0
+    fees = {
+        r["id"]: fee_for(
+            amount=r["amount"], fee_bps=r["merchant__fee_bps"],
+            fee_fixed=r["merchant__fee_fixed"],
+        )
+        for r in rows
+    }  # fmt: skip
+    now = timezone.now()
+    with transaction.atomic():
+        moved = set(
+            transition(
+                payment_ids=[r["id"] for r in rows],
+                expected=S.SUCCEEDED,
+                new=S.SETTLED,
+                fields={"settled_at": now},
+                per_payment={pid: {"fee": fee} for pid, fee in fees.items()},
+            )
+        )
+        post_settlements(
+            [
+                Settlement(
+                    payment_id=r["id"],
+                    merchant_id=r["merchant_id"],
+                    gateway=r["gateway"],
+                    amount=r["amount"],
+                    currency=r["currency"],
+                    fee=fees[r["id"]],
+                )
+                for r in rows
+                if r["id"] in moved
+            ]
+        )
+    metrics.payments_settled([now - r["created_at"] for r in rows if r["id"] in moved])
+    return len(moved)
+
+
+def resolve_processing(payment_ids: Sequence[str]) -> dict[str, int]:
+    """Finish payments stuck in ``processing`` by a status inquiry, never a 2nd charge.
+
+    Found at a gateway: record it. Provably absent everywhere: the charge never
+    happened, so submit it (same idempotency key, so still at most one charge).
+    Still unknown: leave it for the next sweep.
+    """
+    from gateways.services import resolve_charge
+
+    rows = list(
+        Payment.objects.filter(pk__in=payment_ids, status=S.PROCESSING).values(
+            "id", "merchant__primary_gateway", "merchant__secondary_gateway"
+        )
+    )
+    found: list[tuple[str, object]] = []
+    absent: list[str] = []
+    for r in rows:
+        try:
+            outcome = resolve_charge(
+                payment_id=r["id"],
+                primary=r["merchant__primary_gateway"],
+                secondary=r["merchant__secondary_gateway"],
+            )
+        except Exception as exc:  # inquiry itself failed: try again next sweep
+            logger.warning("inquiry for %s failed: %s", r["id"], type(exc).__name__)
+            continue
+        if outcome is None:
+            absent.append(r["id"])
+        else:
+            found.append((r["id"], outcome))
+    counts = record_outcomes(found) if found else {}
+    if absent:
+        recharged = charge_and_record(absent)
+        for key, value in recharged.items():
+            counts[key] = counts.get(key, 0) + value
+    return counts

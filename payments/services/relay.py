@@ -1,0 +1,112 @@
+"""The outbox relay: unpublished events -> Celery tasks, at least once.
+
+Events are claimed with ``FOR UPDATE SKIP LOCKED`` so several relays share the
+work; tasks are published before the claim commits, so a crash re-publishes
+(harmless: every stage is idempotent) and never loses one.
+"""
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from payments.models import Event
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "surge_outbox"
+
+# Which stage an event wakes.
+STAGE_FOR_EVENT = {
+    "payment.created": "validate",
+    "payment.validated": "execute",
+    "payment.succeeded": "settle",
+}
+
+
+def chunks(items: Sequence, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def publish(stage: str, payment_ids: Sequence[str]) -> None:
+    from payments import tasks
+
+    task = tasks.STAGE_TASKS[stage]
+    for chunk in chunks(list(payment_ids), settings.SURGE_TASK_BATCH_SIZE):
+        task.apply_async(args=[chunk])
+
+
+def relay_once(*, batch_size: int = 2000) -> int:
+    """Publish one batch of unpublished events; return how many were claimed."""
+    with transaction.atomic():
+        rows = list(
+            Event.objects.select_for_update(skip_locked=True)
+            .filter(published_at__isnull=True)
+            .order_by("id")
+            .values_list("id", "type", "payment_id")[:batch_size]
+        )
+        if not rows:
+            return 0
+        by_stage: dict[str, list[str]] = defaultdict(list)
+        for _, event_type, payment_id in rows:
+            stage = STAGE_FOR_EVENT.get(event_type)
+            if stage and payment_id:
+                by_stage[stage].append(payment_id)
+        for stage, payment_ids in by_stage.items():
+            publish(stage, payment_ids)
+        Event.objects.filter(pk__in=[r[0] for r in rows]).update(
+            published_at=timezone.now()
+        )
+    return len(rows)
+
+
+def _listener():
+    """A dedicated autocommit connection LISTENing on the outbox channel."""
+    if connection.vendor != "postgresql":
+        return None
+    import psycopg
+
+    params = connection.get_connection_params()
+    keep = ("dbname", "user", "password", "host", "port", "sslmode")
+    conn = psycopg.connect(
+        autocommit=True, **{k: params[k] for k in keep if params.get(k)}
+    )
+    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    return conn
+
+
+def run_relay(
+    *,
+    stop: threading.Event,
+    poll_seconds: float = 1.0,
+    batch_size: int = 2000,
+    on_batch: Callable[[int], None] | None = None,
+) -> None:
+    """Relay until ``stop`` is set: drain, then sleep until NOTIFY or the poll."""
+    listener = _listener()
+    try:
+        while not stop.is_set():
+            try:
+                count = relay_once(batch_size=batch_size)
+            except Exception:
+                logger.exception("relay batch failed; retrying")
+                connection.close()
+                stop.wait(poll_seconds)
+                continue
+            if on_batch and count:
+                on_batch(count)
+            if count >= batch_size:
+                continue
+            if listener is None:
+                stop.wait(poll_seconds if count == 0 else 0.05)
+            else:
+                for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
+                    pass
+    finally:
+        if listener is not None:
+            listener.close()

@@ -1,0 +1,117 @@
+"""The one place a payment's status changes: a conditional update plus its event.
+
+``UPDATE ... WHERE id IN (...) AND status = <expected>`` is the guard that makes
+every stage idempotent: a second run, a redelivered task or a racing worker
+finds nothing in the expected state and changes nothing.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from payments.exceptions import IllegalTransition
+from payments.models import Event, Payment
+from payments.state import EVENT_FOR_STATUS, can_transition
+
+_UPDATABLE = frozenset(
+    {
+        "failure_code",
+        "failure_message",
+        "gateway",
+        "gateway_reference",
+        "fee",
+        "settled_at",
+    }
+)
+
+
+def _check(expected: str, new: str) -> None:
+    if not can_transition(expected, new):
+        raise IllegalTransition(f"A {expected} payment cannot become {new}.")
+
+
+def transition(
+    *,
+    payment_ids: Sequence[str],
+    expected: str,
+    new: str,
+    fields: Mapping[str, object] | None = None,
+    per_payment: Mapping[str, Mapping[str, object]] | None = None,
+    bump_attempts: bool = False,
+) -> list[str]:
+    """Move every payment in ``payment_ids`` that is still ``expected`` to ``new``.
+
+    ``fields`` apply to all moved payments, ``per_payment`` to single ones.
+    Writes one event per moved payment in the same transaction and returns the
+    moved ids (the others were already elsewhere: not an error).
+    """
+    _check(expected, new)
+    if not payment_ids:
+        return []
+    fields = dict(fields or {})
+    unknown = (
+        set(fields) | {k for v in (per_payment or {}).values() for k in v}
+    ) - _UPDATABLE
+    if unknown:
+        raise ValueError(f"not updatable by a transition: {sorted(unknown)}")
+    now = timezone.now()
+    sets = ["status = %s", "updated_at = %s"]
+    params: list[object] = [new, now]
+    for name, value in fields.items():
+        sets.append(f"{name} = %s")
+        params.append(value)
+    if bump_attempts:
+        sets.append("attempts = attempts + 1")
+    placeholders = ", ".join(["%s"] * len(payment_ids))
+    sql = (
+        f"UPDATE {Payment._meta.db_table} SET {', '.join(sets)} "  # noqa: S608
+        f"WHERE id IN ({placeholders}) AND status = %s RETURNING id, merchant_id"
+    )
+    with transaction.atomic(savepoint=False):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, *payment_ids, expected])
+            moved = cursor.fetchall()
+        if per_payment:
+            _apply_per_payment({pid for pid, _ in moved}, per_payment)
+        _write_events(moved, new, fields, per_payment)
+    return [pid for pid, _ in moved]
+
+
+def _apply_per_payment(
+    moved: set[str], per_payment: Mapping[str, Mapping[str, object]]
+) -> None:
+    """Write per-payment fields of the moved rows with one bulk UPDATE (CASE WHEN)."""
+    items = [(pid, values) for pid, values in per_payment.items() if pid in moved]
+    if not items:
+        return
+    names = sorted(items[0][1])
+    rows = []
+    for pid, values in items:
+        if sorted(values) != names:
+            raise ValueError("every per_payment entry must set the same fields")
+        row = Payment(pk=pid)
+        for name, value in values.items():
+            setattr(row, name, value)
+        rows.append(row)
+    Payment.objects.bulk_update(rows, names, batch_size=500)
+
+
+def _write_events(
+    moved: Iterable[tuple[str, str]],
+    new: str,
+    fields: Mapping[str, object],
+    per_payment: Mapping[str, Mapping[str, object]] | None,
+) -> None:
+    event_type = EVENT_FOR_STATUS[new]
+    events = []
+    for pid, merchant_id in moved:
+        data = {"status": new}
+        extra = (per_payment or {}).get(pid) or fields
+        for key in ("failure_code", "gateway", "fee"):
+            if extra.get(key) not in (None, ""):
+                data[key] = extra[key]
+        events.append(
+            Event(type=event_type, merchant_id=merchant_id, payment_id=pid, data=data)
+        )
+    Event.objects.bulk_create(events, batch_size=1000)

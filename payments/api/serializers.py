@@ -67,3 +67,47 @@ class PaymentListQuerySerializer(StrictSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
     starting_after = serializers.CharField(required=False, max_length=40)
     status = serializers.ChoiceField(choices=PaymentStatus.choices, required=False)
+
+
+class BatchItemSerializer(serializers.Serializer):
+    """Documentation of one batch item; validation is done in one pass by the
+    batch service so every invalid item is reported, not only the first."""
+
+    amount = serializers.IntegerField(min_value=1)
+    currency = serializers.CharField()
+    source = serializers.CharField()
+    reference = serializers.CharField(max_length=128)
+    description = serializers.CharField(required=False)
+    metadata = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class PaymentBatchCreateSerializer(serializers.Serializer):
+    payments = BatchItemSerializer(many=True)
+
+
+class BatchPaymentRefSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    reference = serializers.CharField()
+
+
+class PaymentBatchCreatedSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    count = serializers.IntegerField()
+    total_amount = serializers.IntegerField()
+    payments = BatchPaymentRefSerializer(many=True)
+
+
+class StatusTotalsSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    amount = serializers.IntegerField()
+
+
+class PaymentBatchSummarySerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    count = serializers.IntegerField()
+    total_amount = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    completed = serializers.BooleanField()
+    by_status = serializers.DictField(child=StatusTotalsSerializer())

@@ -7,4 +7,6 @@ urlpatterns = [
     path(
         "payments/<str:payment_id>", views.PaymentDetailView.as_view(), name="payment"
     ),
+    path("payment_batches", views.PaymentBatchCreateView.as_view()),
+    path("payment_batches/<str:batch_id>", views.PaymentBatchDetailView.as_view()),
 ]

@@ -3,14 +3,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import InvalidRequest
+from payments import metrics
 from payments.api.serializers import (
+    PaymentBatchCreatedSerializer,
+    PaymentBatchCreateSerializer,
+    PaymentBatchSummarySerializer,
     PaymentCreateSerializer,
     PaymentListQuerySerializer,
     PaymentListSerializer,
     PaymentSerializer,
 )
 from payments.exceptions import PaymentNotFound
+from payments.models import PaymentBatch
 from payments.selectors import payment_get, payment_list
+from payments.services.batches import payment_batch_submit, payment_batch_summary
 from payments.services.idempotency import check_key, idempotent_call, request_hash
 from payments.services.intake import payment_create
 
@@ -36,6 +42,12 @@ def idempotent_response(request, work) -> Response:
         work=work,
     )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    if (
+        not result.replayed
+        and result.status < 300
+        and request.path.endswith("payments")
+    ):
+        metrics.payments_initiated(1)
     return Response(result.body, status=result.status, headers=headers)
 
 
@@ -56,7 +68,10 @@ class PaymentListCreateView(APIView):
             payment = payment_create(merchant=merchant, **serializer.validated_data)
             return 202, PaymentSerializer(payment).data
 
-        return idempotent_response(request, work)
+        response = idempotent_response(request, work)
+        if "Idempotent-Replayed" not in response.headers:
+            metrics.payments_initiated(1)
+        return response
 
     @extend_schema(
         operation_id="payments_list",
@@ -96,3 +111,51 @@ class PaymentDetailView(APIView):
         if payment is None:
             raise PaymentNotFound(f"No such payment: {payment_id!r}.", param="id")
         return Response(PaymentSerializer(payment).data)
+
+
+class PaymentBatchCreateView(APIView):
+    @extend_schema(
+        operation_id="payment_batches_create",
+        request=PaymentBatchCreateSerializer,
+        responses={202: PaymentBatchCreatedSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+        description="Up to 1,000 payments, all or nothing: a 400 lists every "
+        "invalid item by index and field in `error.errors`.",
+    )
+    def post(self, request):
+        check_key(request.headers.get("Idempotency-Key"))
+        data = request.data
+        if not isinstance(data, dict) or set(data) != {"payments"}:
+            raise InvalidRequest(
+                "Body must be an object with exactly one field, payments.",
+                param="payments",
+            )
+        merchant = request.user.merchant
+
+        def work():
+            batch, payments = payment_batch_submit(
+                merchant=merchant, raw_items=data["payments"]
+            )
+            return 202, {
+                "id": batch.pk,
+                "object": "payment_batch",
+                "count": batch.count,
+                "total_amount": batch.total_amount,
+                "payments": [{"id": p.pk, "reference": p.reference} for p in payments],
+            }
+
+        return idempotent_response(request, work)
+
+
+class PaymentBatchDetailView(APIView):
+    @extend_schema(
+        operation_id="payment_batches_retrieve",
+        responses={200: PaymentBatchSummarySerializer},
+    )
+    def get(self, request, batch_id: str):
+        batch = PaymentBatch.objects.filter(
+            pk=batch_id, merchant=request.user.merchant
+        ).first()
+        if batch is None:
+            raise PaymentNotFound(f"No such payment batch: {batch_id!r}.", param="id")
+        return Response(payment_batch_summary(batch=batch))

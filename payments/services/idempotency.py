@@ -32,7 +32,7 @@ class StoredResponse:
 
 def request_hash(body: object) -> str:
     """Hash of the parsed body: the same JSON in another layout is the same request."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

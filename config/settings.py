@@ -192,6 +192,7 @@ CELERY_TASK_ROUTES = {
     "payments.execute": {"queue": "execute"},
     "payments.resolve": {"queue": "execute"},
     "payments.settle": {"queue": "settle"},
+    "payments.refund": {"queue": "execute"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep": {

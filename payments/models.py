@@ -247,7 +247,11 @@ class Event(models.Model):
 
 
 class Refund(models.Model):
+    """A refund reserves funds (ledger + amount_refunded) before the gateway call;
+    a failed gateway refund reverses both."""
+
     class Status(models.TextChoices):
+        PENDING = "pending"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
@@ -259,7 +263,10 @@ class Refund(models.Model):
     )
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
-    status = models.CharField(max_length=16, choices=Status.choices)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    failure_code = models.CharField(max_length=64, blank=True, default="")
     gateway_reference = models.CharField(max_length=128, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -316,3 +323,17 @@ class DeadLetter(models.Model):
 
     def __str__(self):
         return str(self.pk)
+
+
+class AuditLog(models.Model):
+    """Who did what from the admin (dead-letter actions, key revocations)."""
+
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    detail = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self):
+        return f"{self.actor} {self.action} {self.object_type} {self.object_id}"

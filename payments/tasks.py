@@ -4,7 +4,7 @@ which is what makes ``acks_late`` and redelivery on worker loss safe."""
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from payments.services import idempotency, pipeline, sweeper
+from payments.services import idempotency, pipeline, refunds, sweeper
 
 # Transient database errors are retried with backoff and jitter; anything that
 # is still failing is left to the sweeper, which re-drives by payment state.
@@ -38,6 +38,11 @@ def settle(payment_ids: list[str]) -> int:
     return pipeline.settle_batch(payment_ids)
 
 
+@shared_task(name="payments.refund", queue="execute", **_RETRY)
+def refund(refund_ids: list[str]) -> dict:
+    return refunds.refund_execute_batch(refund_ids)
+
+
 @shared_task(name="payments.sweep", queue="default", acks_late=True)
 def sweep() -> dict:
     return sweeper.sweep()
@@ -53,4 +58,5 @@ STAGE_TASKS = {
     "execute": execute,
     "resolve": resolve,
     "settle": settle,
+    "refund": refund,
 }

@@ -111,3 +111,21 @@ class PaymentBatchSummarySerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     completed = serializers.BooleanField()
     by_status = serializers.DictField(child=StatusTotalsSerializer())
+
+
+class RefundCreateSerializer(StrictSerializer):
+    amount = MinorUnitsField(required=False)
+
+
+class RefundSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    payment = serializers.CharField(source="payment_id")
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    status = serializers.CharField()
+    failure_code = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    def get_object(self, obj) -> str:
+        return "refund"

@@ -7,6 +7,7 @@ urlpatterns = [
     path(
         "payments/<str:payment_id>", views.PaymentDetailView.as_view(), name="payment"
     ),
+    path("payments/<str:payment_id>/refunds", views.RefundCreateView.as_view()),
     path("payment_batches", views.PaymentBatchCreateView.as_view()),
     path("payment_batches/<str:batch_id>", views.PaymentBatchDetailView.as_view()),
 ]

@@ -12,6 +12,8 @@ from payments.api.serializers import (
     PaymentListQuerySerializer,
     PaymentListSerializer,
     PaymentSerializer,
+    RefundCreateSerializer,
+    RefundSerializer,
 )
 from payments.exceptions import PaymentNotFound
 from payments.models import PaymentBatch
@@ -19,6 +21,7 @@ from payments.selectors import payment_get, payment_list
 from payments.services.batches import payment_batch_submit, payment_batch_summary
 from payments.services.idempotency import check_key, idempotent_call, request_hash
 from payments.services.intake import payment_create
+from payments.services.refunds import refund_create
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -159,3 +162,30 @@ class PaymentBatchDetailView(APIView):
         if batch is None:
             raise PaymentNotFound(f"No such payment batch: {batch_id!r}.", param="id")
         return Response(payment_batch_summary(batch=batch))
+
+
+class RefundCreateView(APIView):
+    @extend_schema(
+        operation_id="refunds_create",
+        request=RefundCreateSerializer,
+        responses={202: RefundSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+        description="Refund a settled payment, in full by default. The refund is "
+        "reserved at once (status pending) and executed at the gateway in the "
+        "background, like a payment.",
+    )
+    def post(self, request, payment_id: str):
+        check_key(request.headers.get("Idempotency-Key"))
+        serializer = RefundCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        merchant = request.user.merchant
+
+        def work():
+            refund = refund_create(
+                merchant=merchant,
+                payment_id=payment_id,
+                amount=serializer.validated_data.get("amount"),
+            )
+            return 202, RefundSerializer(refund).data
+
+        return idempotent_response(request, work)

@@ -25,6 +25,7 @@ STAGE_FOR_EVENT = {
     "payment.created": "validate",
     "payment.validated": "execute",
     "payment.succeeded": "settle",
+    "refund.created": "refund",
 }
 
 
@@ -48,14 +49,16 @@ def relay_once(*, batch_size: int = 2000) -> int:
             Event.objects.select_for_update(skip_locked=True)
             .filter(published_at__isnull=True)
             .order_by("id")
-            .values_list("id", "type", "payment_id")[:batch_size]
+            .values_list("id", "type", "payment_id", "data")[:batch_size]
         )
         if not rows:
             return 0
         by_stage: dict[str, list[str]] = defaultdict(list)
-        for _, event_type, payment_id in rows:
+        for _, event_type, payment_id, data in rows:
             stage = STAGE_FOR_EVENT.get(event_type)
-            if stage and payment_id:
+            if stage == "refund":
+                by_stage[stage].append(data["refund"])
+            elif stage and payment_id:
                 by_stage[stage].append(payment_id)
         for stage, payment_ids in by_stage.items():
             publish(stage, payment_ids)

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from payments.models import Payment
+from payments.models import Payment, Refund
 from payments.services.relay import publish
 from payments.state import PaymentStatus as S
 
@@ -48,4 +48,12 @@ def sweep(
         if leased:
             publish(stage, leased)
             counts[status] = len(leased)
+    stale_refunds = list(
+        Refund.objects.filter(status=Refund.Status.PENDING, created_at__lt=cutoff)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if stale_refunds:  # the gateway call is keyed by refund id: a repeat is safe
+        publish("refund", stale_refunds)
+        counts["refund"] = len(stale_refunds)
     return counts

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from payments.api.metrics_view import metrics
+
 urlpatterns = [
     path("v1/", include("payments.api.urls")),
     path("v1/", include("vault.api.urls")),
@@ -18,5 +20,5 @@ urlpatterns = [
         name="docs",
     ),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics, name="metrics"),
 ]

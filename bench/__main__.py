@@ -1,0 +1,520 @@
+"""The salary-day benchmark: a real burst against the production-like stack.
+
+    python -m bench --scenario burst-batch            (make bench)
+    python -m bench --scenario burst-single --rate 600
+    python -m bench --scenario steady --rate 300 --duration 180
+    python -m bench --scenario baseline --rate 800
+
+It creates a fresh database, starts gunicorn (gthread), Celery workers, the
+relay, beat and the gateway simulator (20-50 ms latency) itself, drives the
+load, waits until every accepted payment is final, verifies (all final, no
+duplicates, one gateway charge per settled payment, reconcile clean), prints a
+table and appends a row to bench/RESULTS.md.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.loadgen import LoadResult, percentile, run_open_loop
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+BIN = Path(PY).parent
+OUT = ROOT / "bench" / "out"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+CARDS = ["4242424242424242"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
+
+
+class Stack:
+    """Every process of the stack, each in its own session, logs under bench/out."""
+
+    def __init__(self, args):
+        self.args = args
+        self.db = args.db
+        self.web_port = _free_port()
+        self.sim_port = _free_port()
+        redis_db = args.redis_db
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{self.db}",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+            "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+            "SURGE_ENV": "bench",
+            "SURGE_BENCH": "true",
+            "LOG_LEVEL": "WARNING",
+            "SURGE_TASK_BATCH_SIZE": str(args.task_batch),
+            "SURGE_SWEEP_AFTER_SECONDS": "60",
+            "GATEWAY_SIMULATOR_URLS": f"simulator=http://127.0.0.1:{self.sim_port}",
+            "PROMETHEUS_MULTIPROC_DIR": str(OUT / "prometheus"),
+        }
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def run(self, *argv: str) -> str:
+        done = subprocess.run(
+            argv, cwd=ROOT, env=self.env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def start(self, name: str, *argv: str) -> None:
+        log = (OUT / f"{name}.log").open("w")
+        self.procs[name] = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def up(self) -> None:
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "prometheus").mkdir(exist_ok=True)
+        for f in (OUT / "prometheus").glob("*.db"):
+            f.unlink()
+        subprocess.run(
+            ["redis-cli", "-n", str(self.args.redis_db), "FLUSHDB"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc",
+             f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {self.db}"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        self.run(PY, "manage.py", "migrate", "--noinput", "-v", "0")
+        self.run(PY, "-c", _BASELINE_DDL)
+        lo, hi = self.args.latency_ms
+        self.start(
+            "simulator", PY, "manage.py", "run_gateway_simulator",
+            "--port", str(self.sim_port), "--latency-ms", f"{lo}-{hi}",
+        )  # fmt: skip
+        self.start(
+            "web", str(BIN / "gunicorn"), "config.wsgi:application",
+            "-b", f"127.0.0.1:{self.web_port}", "-k", "gthread",
+            "-w", str(self.args.web_workers), "--threads", str(self.args.web_threads),
+            "--backlog", "4096", "--log-level", "warning",
+        )  # fmt: skip
+        for i in range(self.args.workers):
+            self.start(
+                f"worker{i}", str(BIN / "celery"), "-A", "config", "worker",
+                "-Q", "validate,execute,settle,default", "-P", "threads",
+                "-c", str(self.args.concurrency), "-n", f"bench{i}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "--loglevel", "WARNING",
+            )  # fmt: skip
+        for i in range(self.args.relays):
+            self.start(
+                f"relay{i}", PY, "manage.py", "run_relay", "--poll-seconds", "0.5"
+            )
+        self.start(
+            "beat", str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "WARNING",
+            "--schedule", str(OUT / "beat-schedule"),
+        )  # fmt: skip
+        _wait_port(self.sim_port)
+        _wait_port(self.web_port)
+        time.sleep(2)  # workers connect to the broker
+
+    def peak_memory_mb(self) -> dict[str, float]:
+        """VmHWM (peak RSS) of each process tree, in MiB."""
+        children: dict[int, list[int]] = {}
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(
+                    line.split(":", 1)
+                    for line in status.read_text().splitlines()
+                    if ":" in line
+                )
+                children.setdefault(int(fields["PPid"]), []).append(
+                    int(status.parent.name)
+                )
+            except (OSError, ValueError, KeyError):
+                continue
+        peaks: dict[str, float] = {}
+        for name, proc in self.procs.items():
+            stack, peak = [proc.pid], 0
+            while stack:
+                pid = stack.pop()
+                stack.extend(children.get(pid, []))
+                try:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]))
+                except OSError:
+                    continue
+            peaks[name] = round(peak / 1024, 1)
+        return peaks
+
+    def down(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+_BASELINE_DDL = (
+    "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings');"
+    "django.setup(); from django.db import connection; from bench.baseline import DDL;"
+    "connection.cursor().execute(DDL)"
+)
+
+
+def _django(env: dict) -> None:
+    """Configure this process's Django on the bench database (for setup and checks)."""
+    os.environ.update(
+        {
+            k: env[k]
+            for k in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SURGE_ENV")
+        }
+    )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = env["PROMETHEUS_MULTIPROC_DIR"]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+
+
+def setup_merchants(n: int) -> list[tuple[str, str, str]]:
+    """(merchant id, secret key, token id) for n merchants routed to the simulator."""
+    from vault.services import token_create
+
+    from payments.services.keys import merchant_create
+
+    out = []
+    for i in range(n):
+        merchant, secret = merchant_create(
+            name=f"Bench {i}", primary_gateway="simulator", max_amount=10**9
+        )
+        token = token_create(
+            merchant_id=merchant.id,
+            number=CARDS[0],
+            exp_month=12,
+            exp_year=2099,
+            cvc="123",
+        )
+        out.append((merchant.id, secret, token.pk))
+    return out
+
+
+def _payment_body(token: str, amount: int, reference: str | None = None) -> dict:
+    body = {"amount": amount, "currency": "usd", "source": token}
+    if reference:
+        body["reference"] = reference
+    return body
+
+
+def load_single(
+    stack: Stack, merchants, total: int, rate: float, run_id: str
+) -> LoadResult:
+    def make(i: int):
+        _, secret, token = merchants[i % len(merchants)]
+        body = json.dumps(_payment_body(token, 1000 + i % 5000)).encode()
+        return "POST", "/v1/payments", {
+            "Authorization": f"Bearer {secret}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"{run_id}-{i}",
+        }, body  # fmt: skip
+
+    return asyncio.run(
+        run_open_loop(
+            host="127.0.0.1", port=stack.web_port, total=total, rate=rate,
+            make_request=make, connections=stack.args.connections,
+        )
+    )  # fmt: skip
+
+
+def load_batch(stack: Stack, merchants, total: int, run_id: str) -> LoadResult:
+    size = 1000
+    batches = total // size
+
+    def make(b: int):
+        _, secret, token = merchants[b % len(merchants)]
+        items = [
+            _payment_body(token, 1000 + i % 5000, reference=f"{run_id}-{b}-{i}")
+            for i in range(size)
+        ]
+        return "POST", "/v1/payment_batches", {
+            "Authorization": f"Bearer {secret}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"{run_id}-batch-{b}",
+        }, json.dumps({"payments": items}).encode()  # fmt: skip
+
+    # Offered as fast as 4 connections take them: a payroll provider uploading.
+    return asyncio.run(
+        run_open_loop(
+            host="127.0.0.1", port=stack.web_port, total=batches, rate=1000,
+            make_request=make, connections=4,
+        )
+    )  # fmt: skip
+
+
+def load_baseline(stack: Stack, total: int, rate: float) -> LoadResult:
+    def make(i: int):
+        body = json.dumps({"amount": 1000 + i, "currency": "usd"}).encode()
+        return "POST", "/bench/baseline", {"Content-Type": "application/json"}, body
+
+    return asyncio.run(
+        run_open_loop(
+            host="127.0.0.1", port=stack.web_port, total=total, rate=rate,
+            make_request=make, connections=stack.args.connections,
+        )
+    )  # fmt: skip
+
+
+def wait_final(expected: int, timeout: float) -> float:
+    """Wait until ``expected`` payments exist and all are final; return when."""
+    from payments.models import Payment
+    from payments.state import NON_TERMINAL
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        total = Payment.objects.count()
+        open_ = Payment.objects.filter(status__in=NON_TERMINAL).count()
+        if total >= expected and open_ == 0:
+            return time.time()
+        time.sleep(0.5)
+    raise RuntimeError(f"not final after {timeout}s: {open_} of {total} open")
+
+
+def db_figures() -> dict:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*), count(*) FILTER (WHERE status = 'settled'),
+                   min(created_at), max(created_at), max(settled_at),
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+                     (ORDER BY extract(epoch FROM settled_at - created_at))
+                     FILTER (WHERE status = 'settled')
+            FROM payments_payment
+            """
+        )
+        n, settled, first, last_accept, last_settled, pcts = cursor.fetchone()
+        cursor.execute("SELECT status, count(*) FROM payments_payment GROUP BY 1")
+        by_status = dict(cursor.fetchall())
+    return {
+        "payments": n,
+        "settled": settled,
+        "by_status": by_status,
+        "first_accept": first,
+        "last_accept": last_accept,
+        "last_settled": last_settled,
+        "settle_p50": pcts[0] if pcts else None,
+        "settle_p95": pcts[1] if pcts else None,
+        "settle_p99": pcts[2] if pcts else None,
+    }
+
+
+def verify(stack: Stack, expected: int) -> dict:
+    """All final, no duplicates, one gateway charge per settled payment, reconcile."""
+    from django.db import connection
+
+    from payments.models import Payment
+
+    checks = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT merchant_id, reference FROM payments_payment "
+            "WHERE reference IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1) d"
+        )
+        dupes = cursor.fetchone()[0]
+    checks["accepted == stored"] = Payment.objects.count() == expected
+    checks["no duplicate references"] = dupes == 0
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{stack.sim_port}/v1/charges", timeout=60
+    ) as resp:
+        charges = json.loads(resp.read())
+    rows = charges["data"] if isinstance(charges, dict) else charges
+    by_payment: dict[str, int] = {}
+    for row in rows:
+        if row.get("status") == "succeeded":
+            pid = row.get("payment_id") or row.get("metadata", {}).get("payment_id")
+            by_payment[pid] = by_payment.get(pid, 0) + 1
+    settled = set(Payment.objects.filter(status="settled").values_list("pk", flat=True))
+    checks["one charge per settled payment"] = set(by_payment) == settled and all(
+        n == 1 for n in by_payment.values()
+    )
+    done = subprocess.run(
+        [PY, "manage.py", "reconcile"], cwd=ROOT, env=stack.env,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    checks["reconcile clean"] = done.returncode == 0
+    return checks
+
+
+def report(args, load: LoadResult, figures: dict | None, checks: dict, memory: dict,
+           t_start: float, t_final: float | None, extra: dict | None = None) -> dict:  # fmt: skip
+    row = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "scenario": args.scenario,
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.python_version()}",
+        "requests": load.sent,
+        "ok": load.ok,
+        "accepted_per_s": round(load.ok / load.duration, 1) if load.duration else 0,
+        "intake_p50_ms": round(percentile(load.latencies, 50) * 1000, 1),
+        "intake_p95_ms": round(percentile(load.latencies, 95) * 1000, 1),
+        "intake_p99_ms": round(percentile(load.latencies, 99) * 1000, 1),
+        "errors": dict(load.errors),
+        "peak_mem_mb": memory,
+    }
+    if figures:
+        span = (figures["last_settled"] - figures["first_accept"]).total_seconds()
+        row.update(
+            payments=figures["payments"],
+            settled=figures["settled"],
+            by_status=figures["by_status"],
+            settled_per_s=round(figures["settled"] / span, 1) if span else 0,
+            last_settled_after_s=round(
+                figures["last_settled"].timestamp() - t_start, 1
+            ),
+            last_settle_minus_last_accept_s=round(
+                (figures["last_settled"] - figures["last_accept"]).total_seconds(), 2
+            ),
+            settle_p50_ms=round(figures["settle_p50"] * 1000),
+            settle_p95_ms=round(figures["settle_p95"] * 1000),
+            settle_p99_ms=round(figures["settle_p99"] * 1000),
+        )
+    row["checks"] = checks
+    row.update(extra or {})
+    print(json.dumps(row, indent=2, default=str))
+    _append(row)
+    return row
+
+
+def _append(row: dict) -> None:
+    header = (
+        "| when (UTC) | scenario | machine | payments | accepted/s | settled/s | "
+        "last settled after (s) | intake p50/p95/p99 ms | accept->settled p50/p95/p99 ms "
+        "| errors | checks |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    if not RESULTS.exists() or "| when (UTC) |" not in RESULTS.read_text():
+        with RESULTS.open("a") as f:
+            f.write("\n## Runs (appended by `make bench`)\n\n" + header)
+    checks = row.get("checks") or {}
+    ok = (
+        "all pass"
+        if checks and all(checks.values())
+        else (
+            ", ".join(k for k, v in checks.items() if not v) + " FAILED"
+            if checks
+            else "-"
+        )
+    )
+    settle = (
+        f"{row['settle_p50_ms']}/{row['settle_p95_ms']}/{row['settle_p99_ms']}"
+        if "settle_p50_ms" in row else "-"
+    )  # fmt: skip
+    with RESULTS.open("a") as f:
+        f.write(
+            f"| {row['when']} | {row['scenario']} | {row['machine']} | "
+            f"{row.get('payments', row['ok'])} | {row['accepted_per_s']} | "
+            f"{row.get('settled_per_s', '-')} | {row.get('last_settled_after_s', '-')} | "
+            f"{row['intake_p50_ms']}/{row['intake_p95_ms']}/{row['intake_p99_ms']} | "
+            f"{settle} | {row['errors'] or 0} | {ok} |\n"
+        )
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument(
+        "--scenario", default="burst-batch",
+        choices=["burst-batch", "burst-single", "steady", "baseline"],
+    )  # fmt: skip
+    p.add_argument("--payments", type=int, default=100_000)
+    p.add_argument("--merchants", type=int, default=10)
+    p.add_argument("--rate", type=int, default=800, help="requests/s (single, steady)")
+    p.add_argument("--duration", type=int, default=180, help="seconds (steady)")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    p.add_argument("--concurrency", type=int, default=8, help="threads per worker")
+    p.add_argument("--relays", type=int, default=1)
+    p.add_argument("--web-workers", type=int, default=2)
+    p.add_argument("--web-threads", type=int, default=8)
+    p.add_argument("--task-batch", type=int, default=250)
+    p.add_argument("--latency-ms", default="20-50")
+    p.add_argument("--settle-timeout", type=float, default=600)
+    p.add_argument("--db", default="surge_bench")
+    p.add_argument("--redis-db", type=int, default=15)
+    args = p.parse_args(argv)
+    try:
+        lo, hi = (int(x) for x in args.latency_ms.split("-"))
+    except ValueError:
+        p.error("--latency-ms must look like 20-50")
+    if args.payments <= 0 or args.rate <= 0 or args.merchants <= 0:
+        p.error("--payments, --rate and --merchants must be positive")
+    args.latency_ms = (lo, hi)
+
+    stack = Stack(args)
+    run_id = uuid.uuid4().hex[:8]
+    print(
+        f"starting the stack (web :{stack.web_port}, simulator :{stack.sim_port}) ..."
+    )
+    stack.up()
+    try:
+        _django(stack.env)
+        if args.scenario == "baseline":
+            t_start = time.time()
+            load = load_baseline(stack, args.payments, args.rate)
+            report(args, load, None, {}, stack.peak_memory_mb(), t_start, None)
+            return 0
+        merchants = setup_merchants(args.merchants)
+        t_start = time.time()
+        if args.scenario == "burst-batch":
+            load = load_batch(stack, merchants, args.payments, run_id)
+            expected = load.ok * 1000
+        else:
+            total = args.payments if args.scenario == "burst-single" else (
+                args.rate * args.duration
+            )  # fmt: skip
+            load = load_single(stack, merchants, total, args.rate, run_id)
+            expected = load.ok
+        print(
+            f"load done: {load.ok} ok of {load.sent} in {load.duration:.1f}s; settling..."
+        )
+        t_final = wait_final(expected, args.settle_timeout)
+        figures = db_figures()
+        checks = verify(stack, expected)
+        report(args, load, figures, checks, stack.peak_memory_mb(), t_start, t_final)
+        return 0 if all(checks.values()) else 1
+    finally:
+        stack.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

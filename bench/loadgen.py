@@ -1,0 +1,131 @@
+"""An open-loop HTTP/1.1 load generator on asyncio with keep-alive connections.
+
+Open loop: request i is due at ``t0 + i / rate`` whatever happened before, and
+its latency is measured from that due time, so a slow server shows up as
+latency instead of silently lowering the offered load (coordinated omission).
+"""
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds, ok responses
+    statuses: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    started: float = 0.0
+    finished: float = 0.0
+    bodies: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return sum(n for s, n in self.statuses.items() if 200 <= s < 300)
+
+    @property
+    def duration(self) -> float:
+        return self.finished - self.started
+
+
+class Connection:
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def request(self, method: str, path: str, headers: dict, body: bytes):
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host, self.port
+            )
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        head.append(f"Content-Length: {len(body)}")
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("server closed the connection")
+        status = int(status_line.split()[1])
+        length, close = 0, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value.strip())
+            elif name == "connection" and value.strip().lower() == "close":
+                close = True
+        payload = await self.reader.readexactly(length) if length else b""
+        if close:
+            self.close()
+        return status, payload
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def run_open_loop(
+    *,
+    host: str,
+    port: int,
+    total: int,
+    rate: float,
+    make_request: Callable[[int], tuple[str, str, dict, bytes]],
+    connections: int = 64,
+    keep_bodies: bool = False,
+) -> LoadResult:
+    """Send ``total`` requests at ``rate``/s; at most ``connections`` in flight."""
+    result = LoadResult()
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(Connection(host, port))
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + 0.05
+    result.started = time.time()
+
+    async def one(i: int):
+        due = t0 + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        conn = await pool.get()
+        method, path, headers, body = make_request(i)
+        try:
+            status, payload = await conn.request(method, path, headers, body)
+            result.statuses[status] += 1
+            if 200 <= status < 300:
+                result.latencies.append(loop.time() - due)
+                if keep_bodies:
+                    result.bodies.append(json.loads(payload))
+            else:
+                result.errors[f"http_{status}"] += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            conn.close()
+            result.errors[type(exc).__name__] += 1
+        finally:
+            pool.put_nowait(conn)
+            result.sent += 1
+
+    await asyncio.gather(*(one(i) for i in range(total)))
+    result.finished = time.time()
+    while not pool.empty():
+        pool.get_nowait().close()
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]

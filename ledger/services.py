@@ -261,7 +261,8 @@ def post_settlements(items: Sequence[Settlement]) -> int:
     keys: set[AccountKey] = set()
     for s in unique.values():
         keys.add((gateway_receivable(s.gateway), s.currency))
-        keys.add((merchant_available(s.merchant_id), s.currency))
+        if s.amount - s.fee:
+            keys.add((merchant_available(s.merchant_id), s.currency))
         if s.fee:
             keys.add((FEES, s.currency))
     with transaction.atomic():

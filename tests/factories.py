@@ -25,3 +25,28 @@ class TokenFactory(factory.django.DjangoModelFactory):
     fingerprint = factory.Sequence(lambda n: f"{n:064x}")
     key_id = "test"
     ciphertext = b"not-a-real-ciphertext"
+
+
+def card_token(
+    merchant,
+    number: str = "4242424242424242",
+    *,
+    exp_month: int = 12,
+    exp_year: int | None = None,
+    cvc: str | None = None,
+) -> Token:
+    """A real token sealed by the vault (detokenize works), for a Merchant or id."""
+    from django.utils import timezone
+
+    from vault.cards import CardBrand, card_brand
+    from vault.services import token_create
+
+    if cvc is None:
+        cvc = "1234" if card_brand(number.replace(" ", "")) == CardBrand.AMEX else "123"
+    return token_create(
+        merchant_id=getattr(merchant, "id", merchant),
+        number=number,
+        exp_month=exp_month,
+        exp_year=exp_year or timezone.now().year + 5,
+        cvc=cvc,
+    )

@@ -1,48 +1,122 @@
-"""Logging filter that redacts anything shaped like a card number."""
+"""Redact anything shaped like a card number from log records.
+
+A candidate is 13-19 digits, contiguous or in groups separated by single
+spaces or dashes, that passes Luhn. Windows start and end on group boundaries,
+so ``qty 3 4242 4242 4242 4242`` loses the card but keeps the ``3``; a longer
+unbroken digit run (a 24-digit reference) is not a card and is left alone.
+Short numbers (amounts, counts) and prefixed ids are never touched; a 13-19
+digit number that happens to pass Luhn (1 in 10) is redacted: that is the price.
+
+Two layers: ``install_record_factory()`` (run by ``VaultConfig.ready``) redacts
+every record as it is created, so every handler (console, caplog, Celery,
+Sentry) sees the clean record; ``RedactPANFilter`` does the same on a handler,
+for processes that configure logging before Django.
+"""
 
 import logging
 import re
 
-# 13-19 digits, optionally separated by single spaces or dashes.
-_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+from vault.cards import luhn_ok
+
+REDACTED = "[REDACTED PAN]"
+# Maximal runs of digit groups joined by one space or dash.
+_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9])")
+_GROUP = re.compile(r"[0-9]+")
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+def _redact_run(run: str) -> str:
+    groups = [(m.start(), m.end()) for m in _GROUP.finditer(run)]
+    if sum(e - s for s, e in groups) < 13:
+        return run
+    spans: list[tuple[int, int]] = []
+    a = 0
+    while a < len(groups):
+        digits, best = "", None
+        for b in range(a, len(groups)):
+            digits += run[groups[b][0] : groups[b][1]]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_ok(digits):
+                best = b
+        if best is None:
+            a += 1
+        else:
+            spans.append((groups[a][0], groups[best][1]))
+            a = best + 1
+    for start, end in reversed(spans):
+        run = run[:start] + REDACTED + run[end:]
+    return run
 
 
 def redact_pans(text: str) -> str:
-    def repl(m: re.Match) -> str:
-        digits = re.sub(r"[ -]", "", m.group(0))
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            return "[REDACTED PAN]"
-        return m.group(0)
+    """``text`` with every card-number-shaped run replaced by ``[REDACTED PAN]``."""
+    return _RUN.sub(lambda m: _redact_run(m.group(0)), text)
 
-    return _CANDIDATE.sub(repl, text)
+
+def contains_pan(text: str) -> bool:
+    """True if ``text`` holds something shaped like a card number.
+
+    For input fields that must never carry one (descriptions, metadata).
+    """
+    return redact_pans(text) != text
+
+
+_formatter = logging.Formatter()
+
+
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Render the message once, redact it, and freeze it into ``msg``.
+
+    The traceback is rendered and redacted into ``exc_text`` and ``exc_info`` is
+    dropped, so no handler can re-render an exception message that holds a
+    number. String ``extra=`` values are redacted too (by the handler filter:
+    they are attached after the record factory runs). Idempotent.
+    """
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string must not drop the record
+        message = f"{record.msg} {record.args!r}"
+    record.msg = redact_pans(message)
+    record.args = None
+    if record.exc_info:
+        if record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = _formatter.formatException(record.exc_info)
+        record.exc_info = None
+    if record.exc_text:
+        record.exc_text = redact_pans(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_pans(record.stack_info)
+    for name, value in list(record.__dict__.items()):
+        if name not in _STANDARD_ATTRS and isinstance(value, str):
+            setattr(record, name, redact_pans(value))
+    return record
 
 
 class RedactPANFilter(logging.Filter):
-    """Render the record once, redact, and freeze the result into ``msg``."""
+    """Handler filter: redact the record in place, never drop it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string must not drop the record
-            message = str(record.msg)
-        record.msg = redact_pans(message)
-        record.args = None
-        if record.exc_info and record.exc_info[1] is not None:
-            formatter = logging.Formatter()
-            record.exc_text = redact_pans(formatter.formatException(record.exc_info))
-            record.exc_info = None
-        if record.stack_info:
-            record.stack_info = redact_pans(record.stack_info)
+        redact_record(record)
         return True
+
+
+_installed = False
+
+
+def install_record_factory() -> None:
+    """Wrap the current LogRecord factory so every record is born redacted."""
+    global _installed
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        return redact_record(previous(*args, **kwargs))
+
+    logging.setLogRecordFactory(factory)
+    _installed = True

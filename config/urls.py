@@ -8,6 +8,7 @@ from payments.api.metrics_view import metrics
 urlpatterns = [
     path("v1/", include("payments.api.urls")),
     path("v1/", include("vault.api.urls")),
+    path("v1/", include("ledger.api.urls")),
     path(
         "v1/schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

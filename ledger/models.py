@@ -74,6 +74,7 @@ class JournalEntry(models.Model):
     class Kind(models.TextChoices):
         SETTLEMENT = "settlement"
         REFUND = "refund"
+        REFUND_REVERSAL = "refund_reversal"
 
     kind = models.CharField(max_length=32)
     reference = models.CharField(max_length=64)

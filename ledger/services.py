@@ -345,3 +345,39 @@ def post_refund(
             ) from exc
         raise
     return True
+
+
+REFUND_REVERSAL = JournalEntry.Kind.REFUND_REVERSAL.value
+
+
+def post_refund_reversal(*, refund_id: str, payment_id: str, **_: object) -> bool:
+    """Undo a refund the gateway refused: mirror its entry's legs, idempotently.
+
+    Corrections are new entries (entries are immutable). Returns False if the
+    refund was never posted or was already reversed.
+    """
+    original = list(
+        Posting.objects.filter(
+            entry__kind=REFUND, entry__reference=refund_id
+        ).values_list("account_id", "amount", "direction", "currency")
+    )
+    if not original:
+        return False
+    with transaction.atomic():
+        types = dict(
+            Account.objects.select_for_update()
+            .filter(pk__in=sorted({a for a, *_ in original}))
+            .order_by("pk")
+            .values_list("pk", "type")
+        )
+        created = _insert_entries(REFUND_REVERSAL, [(refund_id, payment_id)])
+        if not created:
+            return False
+        entry_id = created[refund_id]
+        flip = {DEBIT: CREDIT, CREDIT: DEBIT}
+        legs: list[Leg] = [
+            (entry_id, account, amount, flip[direction], currency)
+            for account, amount, direction, currency in original
+        ]
+        _insert_postings(legs, types)
+    return True

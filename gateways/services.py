@@ -1,0 +1,350 @@
+"""Charging through gateways: registry, retry/failover policy, batches, inquiry.
+
+The rule that keeps money safe: fail over to another gateway only when the
+first one provably did not charge (RetryableSafe). An unknown outcome is
+resolved by a status inquiry on the same gateway, never by charging elsewhere.
+"""
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from gateways import breakers, conf
+from gateways.base import ChargeRequest, ChargeResult, Gateway, RefundRequest
+from gateways.base import RefundResult as RefundResult
+from gateways.exceptions import (
+    CircuitOpen,
+    GatewayError,
+    RequestRejected,
+    RetryableSafe,
+    UnknownGateway,
+    UnknownOutcome,
+)
+from gateways.policy import backoff_seconds
+
+logger = logging.getLogger(__name__)
+
+breaker_state = breakers.breaker_state
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeOutcome:
+    gateway: str
+    status: Literal["succeeded", "declined"]
+    reference: str
+    decline_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeItem:
+    payment_id: str
+    merchant_id: str
+    amount: int
+    currency: str
+    card: Any
+    primary: str
+    secondary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    gateway: str
+    kind: Literal["charge", "refund"]
+    idempotency_key: str
+    reference: str
+    payment_id: str
+    amount: int
+    currency: str
+    status: str
+
+
+# --- registry -------------------------------------------------------------------
+_lock = threading.Lock()
+_gateways: dict[str, Gateway] = {}
+_executor: ThreadPoolExecutor | None = None
+
+
+def _build(name: str) -> Gateway:
+    connect = conf.get("GATEWAY_CONNECT_TIMEOUT")
+    read = conf.get("GATEWAY_READ_TIMEOUT")
+    if name == "sandbox":
+        from gateways.adapters.sandbox import SandboxGateway
+
+        return SandboxGateway()
+    if name == "stripe":
+        from gateways.adapters.stripe import StripeGateway
+
+        api_key = conf.get("STRIPE_API_KEY")
+        if not api_key:
+            raise UnknownGateway("Gateway 'stripe' needs STRIPE_API_KEY.")
+        return StripeGateway(
+            api_key=api_key,
+            api_base=conf.get("STRIPE_API_BASE"),
+            connect_timeout=connect,
+            read_timeout=read,
+        )
+    urls = conf.simulator_urls()
+    if name in urls:
+        from gateways.adapters.simulator import SimulatorGateway
+
+        return SimulatorGateway(
+            name,
+            urls[name],
+            connect_timeout=connect,
+            read_timeout=read,
+            pool_size=conf.get("GATEWAY_BULKHEAD_SIZE"),
+        )
+    raise UnknownGateway(f"No gateway named {name!r}.")
+
+
+def get_gateway(name: str) -> Gateway:
+    gateway = _gateways.get(name)
+    if gateway is None:
+        with _lock:
+            if name not in _gateways:
+                _gateways[name] = _build(name)
+            gateway = _gateways[name]
+    return gateway
+
+
+def register_gateway(name: str, gateway: Gateway) -> None:
+    """Install an adapter under ``name`` (a new processor, or a test double)."""
+    with _lock:
+        _gateways[name] = gateway
+
+
+def reset() -> None:
+    """Drop adapters, breakers, bulkheads and the pool; settings are re-read."""
+    global _executor, _lock
+    for gateway in list(_gateways.values()):
+        close = getattr(gateway, "close", None)
+        if close is not None:
+            close()
+    _gateways.clear()
+    if _executor is not None:
+        _executor.shutdown(wait=False)
+        _executor = None
+    breakers.reset()
+
+
+def _after_fork_in_child() -> None:
+    # Threads, pooled sockets and held locks do not survive fork sanely.
+    global _executor, _lock
+    _lock = threading.Lock()
+    breakers._lock = threading.Lock()
+    _gateways.clear()
+    _executor = None
+    breakers.reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def idempotency_key_for(payment_id: str, gateway_name: str) -> str:
+    """One key per payment per gateway: retries on a gateway reuse it."""
+    return f"{payment_id}:{gateway_name}"
+
+
+def _route(primary: str, secondary: str) -> list[str]:
+    return [primary] + ([secondary] if secondary and secondary != primary else [])
+
+
+def _sleep_before(attempt: int) -> None:
+    if attempt:
+        time.sleep(backoff_seconds(attempt - 1))
+
+
+# --- calls ------------------------------------------------------------------------
+_UNKNOWN = object()
+
+
+def _inquire(name: str, key: str) -> ChargeResult | object | None:
+    """Inquiry with retries; bypasses the breaker (reads are how we recover)."""
+    gateway = get_gateway(name)
+    for attempt in range(max(1, conf.get("GATEWAY_INQUIRY_TRIES"))):
+        _sleep_before(attempt)
+        try:
+            with breakers.bulkhead(name):
+                return gateway.inquire(key)
+        except GatewayError as exc:
+            logger.info("inquiry on %s failed: %s", name, exc.message)
+    return _UNKNOWN
+
+
+def _outcome(name: str, result: ChargeResult) -> ChargeOutcome:
+    return ChargeOutcome(
+        gateway=name,
+        status=result.status,
+        reference=result.reference,
+        decline_code=result.decline_code,
+    )
+
+
+def _charge_on(name: str, req: ChargeRequest) -> ChargeOutcome:
+    """Charge on one gateway: retry what is provably uncharged, resolve unknowns."""
+    gateway = get_gateway(name)
+
+    def attempt_call() -> ChargeResult:
+        with breakers.bulkhead(name):
+            return gateway.charge(req)
+
+    last: RetryableSafe | None = None
+    for attempt in range(max(1, conf.get("GATEWAY_RETRY_TRIES"))):
+        _sleep_before(attempt)
+        try:
+            return _outcome(name, breakers.guarded(name, attempt_call))
+        except (CircuitOpen, RequestRejected):
+            raise
+        except RetryableSafe as exc:
+            last = exc
+        except UnknownOutcome:
+            found = _inquire(name, req.idempotency_key)
+            if found is _UNKNOWN:
+                raise UnknownOutcome(
+                    f"{name}: outcome of {req.payment_id} unknown after inquiry"
+                ) from None
+            if found is not None:
+                return _outcome(name, found)
+            last = RetryableSafe(f"{name}: inquiry found no charge after a timeout")
+    assert last is not None
+    raise last
+
+
+def charge_with_failover(
+    *,
+    payment_id: str,
+    merchant_id: str,
+    amount: int,
+    currency: str,
+    card: Any,
+    primary: str,
+    secondary: str = "",
+) -> ChargeOutcome:
+    """Charge on ``primary``; move to ``secondary`` only if primary provably did not.
+
+    Raises UnknownOutcome (leave the payment processing; resolve later by
+    inquiry) or RetryableSafe when every gateway is exhausted (fail it).
+    """
+    failures = []
+    for name in _route(primary, secondary):
+        req = ChargeRequest(
+            idempotency_key=idempotency_key_for(payment_id, name),
+            payment_id=payment_id,
+            merchant_id=merchant_id,
+            amount=amount,
+            currency=currency,
+            card=card,
+        )
+        try:
+            return _charge_on(name, req)
+        except RetryableSafe as exc:
+            failures.append(f"{name}: {exc.message}")
+            logger.warning(
+                "payment %s not charged on %s (%s)", payment_id, name, exc.code
+            )
+    raise RetryableSafe("Not charged; " + "; ".join(failures))
+
+
+def resolve_charge(
+    *, payment_id: str, primary: str, secondary: str = ""
+) -> ChargeOutcome | None:
+    """Find the charge for a payment on its route; None = provably none anywhere.
+
+    Raises UnknownOutcome when a gateway on the route cannot answer.
+    """
+    found: list[ChargeOutcome] = []
+    for name in _route(primary, secondary):
+        try:
+            get_gateway(name)
+        except UnknownGateway:
+            continue  # never configured, so never charged there
+        result = _inquire(name, idempotency_key_for(payment_id, name))
+        if result is _UNKNOWN:
+            raise UnknownOutcome(f"{name}: inquiry for {payment_id} failed")
+        if result is not None:
+            found.append(_outcome(name, result))
+    for outcome in found:
+        if outcome.status == "succeeded":
+            return outcome
+    return found[0] if found else None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        with _lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(
+                    max_workers=conf.get("GATEWAY_POOL_WORKERS"),
+                    thread_name_prefix="gateway-charge",
+                )
+    return _executor
+
+
+def _charge_item(item: ChargeItem) -> ChargeOutcome | Exception:
+    try:
+        return charge_with_failover(
+            payment_id=item.payment_id,
+            merchant_id=item.merchant_id,
+            amount=item.amount,
+            currency=item.currency,
+            card=item.card,
+            primary=item.primary,
+            secondary=item.secondary,
+        )
+    except Exception as exc:  # each payment's own verdict; the batch goes on
+        return exc
+
+
+def charge_many(items: list[ChargeItem]) -> list[ChargeOutcome | Exception]:
+    """Charge a batch concurrently; results in input order, errors as values."""
+    futures = [_pool().submit(_charge_item, item) for item in items]
+    return [future.result() for future in futures]
+
+
+def refund(
+    *, gateway: str, charge_reference: str, refund_id: str, amount: int, currency: str
+) -> RefundResult:
+    """Refund on the charge's gateway (keyed by ``refund_id``; no failover).
+
+    Raises RetryableSafe (not refunded) or UnknownOutcome (retry later, same key).
+    """
+    adapter = get_gateway(gateway)
+    req = RefundRequest(
+        idempotency_key=refund_id,
+        charge_reference=charge_reference,
+        amount=amount,
+        currency=currency,
+    )
+
+    def attempt_call() -> RefundResult:
+        with breakers.bulkhead(gateway):
+            return adapter.refund(req)
+
+    last: RetryableSafe | None = None
+    for attempt in range(max(1, conf.get("GATEWAY_RETRY_TRIES"))):
+        _sleep_before(attempt)
+        try:
+            return breakers.guarded(gateway, attempt_call)
+        except (CircuitOpen, RequestRejected):
+            raise
+        except RetryableSafe as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
+def charge_records(
+    gateway_name: str, since: datetime | None = None
+) -> list[GatewayRecord]:
+    """The gateway's own log of charges and refunds, for reconciliation."""
+    adapter = get_gateway(gateway_name)
+    records = getattr(adapter, "records", None)
+    if records is None:
+        return []
+    return [GatewayRecord(gateway=gateway_name, **r) for r in records(since)]

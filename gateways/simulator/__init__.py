@@ -1,0 +1,1 @@
+"""An HTTP acquirer simulator for tests, drills and benchmarks (stdlib asyncio)."""

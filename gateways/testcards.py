@@ -1,0 +1,34 @@
+"""Test-card outcomes shared by the sandbox and the simulator (no Django here)."""
+
+from datetime import date
+
+SUCCEEDS = "4242424242424242"
+CARD_DECLINED = "4000000000000002"
+INSUFFICIENT_FUNDS = "4000000000009995"
+PROCESSING_ERROR = "4000000000000119"
+
+DECLINES = {CARD_DECLINED: "card_declined", INSUFFICIENT_FUNDS: "insufficient_funds"}
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def outcome(pan: str, exp_month: int, exp_year: int, today: date | None = None) -> str:
+    """Return "succeeded", "processing_error" or a decline code."""
+    if pan == PROCESSING_ERROR:
+        return "processing_error"
+    if pan in DECLINES:
+        return DECLINES[pan]
+    if not (pan.isdigit() and 12 <= len(pan) <= 19 and luhn_ok(pan)):
+        return "incorrect_number"
+    today = today or date.today()
+    if (int(exp_year), int(exp_month)) < (today.year, today.month):
+        return "expired_card"
+    return "succeeded"

@@ -1,4 +1,7 @@
+import logging
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class VaultConfig(AppConfig):
@@ -10,3 +13,7 @@ class VaultConfig(AppConfig):
         from vault.logging import install_record_factory
 
         install_record_factory()
+        if settings.PRODUCTION:
+            # A failing handler would otherwise print the raw exception chain,
+            # which may hold a card number, straight to stderr (handleError).
+            logging.raiseExceptions = False

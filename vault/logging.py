@@ -4,8 +4,10 @@ A candidate is 13-19 digits, contiguous or in groups separated by single
 spaces or dashes, that passes Luhn. Windows start and end on group boundaries,
 so ``qty 3 4242 4242 4242 4242`` loses the card but keeps the ``3``; a longer
 unbroken digit run (a 24-digit reference) is not a card and is left alone.
-Short numbers (amounts, counts) and prefixed ids are never touched; a 13-19
-digit number that happens to pass Luhn (1 in 10) is redacted: that is the price.
+A window starting with 0 is not a PAN (no issuer uses major industry
+identifier 0), which spares zero-padded ids. Short numbers (amounts, counts)
+are never touched; a 13-19 digit number that passes Luhn by chance (1 in 10)
+is redacted: that is the price.
 
 Two layers: ``install_record_factory()`` (run by ``VaultConfig.ready``) redacts
 every record as it is created, so every handler (console, caplog, Celery,
@@ -41,7 +43,7 @@ def _redact_run(run: str) -> str:
             digits += run[groups[b][0] : groups[b][1]]
             if len(digits) > 19:
                 break
-            if len(digits) >= 13 and luhn_ok(digits):
+            if len(digits) >= 13 and digits[0] != "0" and luhn_ok(digits):
                 best = b
         if best is None:
             a += 1

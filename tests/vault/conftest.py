@@ -1,5 +1,8 @@
 import base64
+import contextlib
+import logging
 import os
+import sys
 
 import pytest
 
@@ -38,3 +41,26 @@ def use_ring(settings, keys):
         settings.VAULT_FINGERPRINT_KEY = keys["fp"]
 
     return apply
+
+
+@contextlib.contextmanager
+def console_to_current_stderr():
+    """Point the root console handler(s) from settings.LOGGING at sys.stderr now.
+
+    Call it inside the test body: there ``sys.stderr`` is capsys's stream.
+    """
+    from vault.logging import RedactPANFilter
+
+    console = [
+        h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler
+    ]
+    assert console, "settings.LOGGING should install a console handler on root"
+    assert all(any(isinstance(f, RedactPANFilter) for f in h.filters) for h in console)
+    old = [h.stream for h in console]
+    for h in console:
+        h.stream = sys.stderr
+    try:
+        yield
+    finally:
+        for h, stream in zip(console, old, strict=True):
+            h.stream = stream

@@ -156,3 +156,15 @@ def test_without_the_old_key_unrotated_tokens_fail_loudly(merchant, use_ring):
     use_ring("k2")
     with pytest.raises(VaultIntegrityError):
         detokenize_many([token.id])
+
+
+def test_progress_bar_and_summary_are_printed(merchant, use_ring, capsys):
+    from io import StringIO
+
+    use_ring("k1")
+    card_token(merchant)
+    use_ring("k2", "k1")
+    out = StringIO()
+    call_command("rotate_vault_keys", stdout=out)
+    assert "Re-sealed 1 values" in out.getvalue()
+    assert "re-sealing under k2" in capsys.readouterr().err

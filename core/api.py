@@ -8,6 +8,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from core.errors import SurgeError
+from vault.logging import redact_pans
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,13 @@ def error_response(
     headers: dict | None = None,
     extra: dict | None = None,
 ) -> Response:
-    body = {"type": type_, "code": code, "message": message, "param": param}
+    # Defence in depth: no error message ever carries a card number.
+    body = {
+        "type": type_,
+        "code": code,
+        "message": redact_pans(message),
+        "param": param,
+    }
     if extra:
         body.update(extra)
     return Response({"error": body}, status=status, headers=headers)

@@ -4,6 +4,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from vault.logging import contains_pan
+
 
 class StrictSerializer(serializers.Serializer):
     """Refuse unknown fields and non-object bodies instead of ignoring them."""
@@ -47,11 +49,21 @@ class MinorUnitsField(serializers.Field):
 
 @extend_schema_field(OpenApiTypes.STR)
 class StrictCharField(serializers.CharField):
-    """A string that must really be a JSON string (DRF would coerce numbers)."""
+    """A string that must really be a JSON string (DRF would coerce numbers).
+
+    Free text outside the vault must never hold a card number, so a value shaped
+    like one is refused rather than stored.
+    """
+
+    default_error_messages = {
+        "pan": "Looks like a card number; send cards only to /v1/tokens.",
+    }
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
+        if contains_pan(data):
+            self.fail("pan")
         return super().to_internal_value(data)
 
 
@@ -69,7 +81,7 @@ class MetadataField(serializers.DictField):
         if len(data) > 50:
             raise serializers.ValidationError("Metadata may have at most 50 keys.")
         for key in data:
-            if not key or len(key) > 40:
+            if not key or len(key) > 40 or contains_pan(key):
                 raise serializers.ValidationError(
                     "Metadata keys must be 1-40 characters."
                 )

@@ -88,7 +88,7 @@ class PaymentListCreateView(APIView):
         after = query.validated_data.get("starting_after")
         if after and payment_get(merchant=merchant, payment_id=after) is None:
             raise InvalidRequest(
-                f"No such payment: {after!r}.",
+                "No such payment.",
                 param="starting_after",
                 code="resource_missing",
             )
@@ -112,7 +112,7 @@ class PaymentDetailView(APIView):
     def get(self, request, payment_id: str):
         payment = payment_get(merchant=request.user.merchant, payment_id=payment_id)
         if payment is None:
-            raise PaymentNotFound(f"No such payment: {payment_id!r}.", param="id")
+            raise PaymentNotFound("No such payment.", param="id")
         return Response(PaymentSerializer(payment).data)
 
 
@@ -160,7 +160,7 @@ class PaymentBatchDetailView(APIView):
             pk=batch_id, merchant=request.user.merchant
         ).first()
         if batch is None:
-            raise PaymentNotFound(f"No such payment batch: {batch_id!r}.", param="id")
+            raise PaymentNotFound("No such payment batch.", param="id")
         return Response(payment_batch_summary(batch=batch))
 
 

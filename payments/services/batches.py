@@ -17,6 +17,7 @@ from payments import metrics
 from payments.models import Event, Merchant, Payment, PaymentBatch
 from payments.services.intake import check_amount_and_currency
 from payments.state import EVENT_FOR_STATUS, PaymentStatus
+from vault.logging import contains_pan
 from vault.models import Token
 
 MAX_BATCH = 1000
@@ -73,7 +74,12 @@ def _check_shape(index: int, raw: object) -> tuple[BatchItem | None, list[dict]]
         value = raw.get(name)
         if value is None and not required:
             continue
-        if not isinstance(value, str) or not value or len(value) > limit:
+        if (
+            not isinstance(value, str)
+            or not value
+            or len(value) > limit
+            or contains_pan(value)
+        ):
             errors.append(
                 _item_error(index, name, f"{name} must be a string of 1-{limit} chars.")
             )
@@ -86,6 +92,7 @@ def _check_shape(index: int, raw: object) -> tuple[BatchItem | None, list[dict]]
             and 0 < len(k) <= 40
             and isinstance(v, str)
             and len(v) <= 500
+            and not contains_pan(f"{k} {v}")
             for k, v in metadata.items()
         )
     ):

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from payments.exceptions import IdempotencyKeyMissing, IdempotencyKeyReused
 from payments.models import IdempotencyKey, Merchant
+from vault.logging import contains_pan
 
 MAX_KEY_LENGTH = 255
 
@@ -42,7 +43,7 @@ def check_key(key: str | None) -> str:
             "An Idempotency-Key header is required for this request.",
             param="Idempotency-Key",
         )
-    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable() or contains_pan(key):
         raise IdempotencyKeyMissing(
             f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters.",
             param="Idempotency-Key",

@@ -46,9 +46,7 @@ def payment_create(
     check_amount_and_currency(merchant=merchant, amount=amount, currency=currency)
     token = token_get_for_merchant(token_id=source, merchant_id=merchant.id)
     if token is None:
-        raise InvalidRequest(
-            f"No such token: {source!r}.", param="source", code="resource_missing"
-        )
+        raise InvalidRequest("No such token.", param="source", code="resource_missing")
     with transaction.atomic(savepoint=False):
         payment = Payment.objects.create(
             merchant=merchant,

@@ -40,7 +40,7 @@ def refund_create(
 
     payment = Payment.objects.filter(pk=payment_id, merchant=merchant).first()
     if payment is None:
-        raise PaymentNotFound(f"No such payment: {payment_id!r}.", param="id")
+        raise PaymentNotFound("No such payment.", param="id")
     if payment.status != PaymentStatus.SETTLED:
         raise InvalidRequest(
             f"Only a settled payment can be refunded (this one is {payment.status}).",

@@ -326,3 +326,39 @@ def test_concurrent_requests_with_one_key_create_one_payment(
     assert Payment.objects.count() == 1
     assert Event.objects.count() == 1
     assert transaction.get_autocommit()
+
+
+PAN = "4242424242424242"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("description", f"card {PAN}"),
+        ("description", "4242 4242 4242 4242"),
+        ("metadata", {"card": PAN}),
+        ("metadata", {PAN: "x"}),
+        ("source", PAN),
+    ],
+)
+def test_card_number_outside_the_vault_is_refused_and_not_echoed(
+    api, token, field, value
+):
+    resp = post(api, body(token, **{field: value}))
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"].split("[")[0] == field
+    assert "4242" not in resp.content.decode().replace(token.id, "")
+    assert_nothing_written()
+
+
+def test_card_number_as_idempotency_key_is_refused(api, token):
+    resp = post(api, body(token), key=f"order-{PAN}")
+    assert resp.status_code == 400
+    assert PAN not in resp.content.decode()
+    assert_nothing_written()
+
+
+def test_card_number_in_the_url_is_not_echoed(api):
+    resp = api.get(f"/v1/payments/{PAN}")
+    assert resp.status_code == 404
+    assert PAN not in resp.content.decode()

@@ -357,13 +357,13 @@ def verify(stack: Stack, expected: int) -> dict:
     checks["accepted == stored"] = Payment.objects.count() == expected
     checks["no duplicate references"] = dupes == 0
     with urllib.request.urlopen(
-        f"http://127.0.0.1:{stack.sim_port}/v1/charges", timeout=60
+        f"http://127.0.0.1:{stack.sim_port}/v1/records", timeout=60
     ) as resp:
         charges = json.loads(resp.read())
     rows = charges["data"] if isinstance(charges, dict) else charges
     by_payment: dict[str, int] = {}
     for row in rows:
-        if row.get("status") == "succeeded":
+        if row.get("kind") == "charge" and row.get("status") == "succeeded":
             pid = row.get("payment_id") or row.get("metadata", {}).get("payment_id")
             by_payment[pid] = by_payment.get(pid, 0) + 1
     settled = set(Payment.objects.filter(status="settled").values_list("pk", flat=True))

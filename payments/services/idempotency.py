@@ -43,7 +43,13 @@ def check_key(key: str | None) -> str:
             "An Idempotency-Key header is required for this request.",
             param="Idempotency-Key",
         )
-    if len(key) > MAX_KEY_LENGTH or not key.isprintable() or contains_pan(key):
+    if contains_pan(key):
+        raise IdempotencyKeyMissing(
+            "Idempotency-Key must not contain a card number.",
+            param="Idempotency-Key",
+            code="idempotency_key_invalid",
+        )
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise IdempotencyKeyMissing(
             f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters.",
             param="Idempotency-Key",

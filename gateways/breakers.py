@@ -9,6 +9,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import pybreaker
@@ -16,7 +17,12 @@ import redis
 from django.conf import settings
 
 from gateways import conf
-from gateways.exceptions import BulkheadFull, CircuitOpen, RequestRejected
+from gateways.exceptions import (
+    BulkheadFull,
+    CircuitOpen,
+    RequestRejected,
+    RetryableSafe,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +44,11 @@ class _LogStateChange(pybreaker.CircuitBreakerListener):
         logger.warning("breaker %s: %s -> %s", cb.name, old, new_state.name)
 
 
+def _answered(exc: BaseException) -> bool:
+    """A processing_error is the gateway answering about one card, not an outage."""
+    return isinstance(exc, RetryableSafe) and exc.code == "processing_error"
+
+
 def namespace(gateway_name: str) -> str:
     """Redis keys are ``<namespace>:pybreaker:{state,fail_counter,opened_at,...}``."""
     return f"surge:gateway:{gateway_name}"
@@ -57,11 +68,32 @@ def redis_client() -> redis.Redis | None:
     return _redis
 
 
+class PreciseRedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage keeps ``opened_at`` in whole seconds, so a 1 s
+    reset timeout could end at once; keep sub-second precision."""
+
+    @property
+    def opened_at(self) -> datetime | None:
+        try:
+            value = self._redis.get(self._namespace("opened_at"))
+        except redis.RedisError:
+            logger.warning("breaker storage: Redis error reading opened_at")
+            return None
+        return datetime.fromtimestamp(float(value), UTC) if value else None
+
+    @opened_at.setter
+    def opened_at(self, now: datetime) -> None:
+        try:
+            self._redis.set(self._namespace("opened_at"), repr(now.timestamp()))
+        except redis.RedisError:
+            logger.warning("breaker storage: Redis error writing opened_at")
+
+
 def _storage(name: str) -> pybreaker.CircuitBreakerStorage:
     client = redis_client()
     if client is not None:
         try:
-            return pybreaker.CircuitRedisStorage(
+            return PreciseRedisStorage(
                 pybreaker.STATE_CLOSED, client, namespace=namespace(name)
             )
         except redis.RedisError as exc:
@@ -85,7 +117,7 @@ def breaker(name: str) -> pybreaker.CircuitBreaker:
                 success_threshold=conf.get("GATEWAY_BREAKER_SUCCESS_THRESHOLD"),
                 # The caller's own bad request or a full local bulkhead says
                 # nothing about the gateway's health.
-                exclude=[RequestRejected, BulkheadFull],
+                exclude=[RequestRejected, BulkheadFull, _answered],
                 listeners=[_LogStateChange()],
                 state_storage=_storage(name),
                 name=name,

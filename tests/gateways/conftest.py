@@ -68,7 +68,7 @@ def gateway_settings(settings, request):
     settings.GATEWAY_RETRY_BASE_MS = 5
     settings.GATEWAY_RETRY_CAP_MS = 20
     settings.GATEWAY_BREAKER_FAIL_MAX = 3
-    settings.GATEWAY_BREAKER_RESET_SECONDS = 1
+    settings.GATEWAY_BREAKER_RESET_SECONDS = 1.5
     settings.GATEWAY_CONNECT_TIMEOUT = 0.5
     settings.GATEWAY_READ_TIMEOUT = 0.4
     settings.GATEWAY_INQUIRY_TRIES = 3

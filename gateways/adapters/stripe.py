@@ -18,7 +18,13 @@ KEY_FIELD = "surge_idempotency_key"
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+def _plain(obj) -> dict:
+    """StripeObject is not a dict in SDK v16 (no ``.get``); fakes and JSON are."""
+    return obj.to_dict() if hasattr(obj, "to_dict") else obj
+
+
 def _intent_result(intent) -> ChargeResult | None:
+    intent = _plain(intent)
     status = intent["status"]
     base = {
         "reference": intent["id"],
@@ -110,7 +116,7 @@ class StripeGateway:
             )
         except stripe.CardError as exc:
             err = exc.error
-            intent = getattr(err, "payment_intent", None) if err else None
+            intent = _plain(getattr(err, "payment_intent", None) or {}) if err else {}
             code = (err and (err.decline_code or err.code)) or exc.code
             return ChargeResult(
                 status="declined",
@@ -160,7 +166,7 @@ class StripeGateway:
             params["created"] = {"gte": int(since.timestamp())}
         try:
             page = self.client.v1.payment_intents.list(params=params)
-            intents = list(page.auto_paging_iter())
+            intents = [_plain(i) for i in page.auto_paging_iter()]
         except stripe.StripeError as exc:
             raise _classify(exc, during="records") from exc
         return [

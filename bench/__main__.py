@@ -211,9 +211,8 @@ def _django(env: dict) -> None:
 
 def setup_merchants(n: int) -> list[tuple[str, str, str]]:
     """(merchant id, secret key, token id) for n merchants routed to the simulator."""
-    from vault.services import token_create
-
     from payments.services.keys import merchant_create
+    from vault.services import token_create
 
     out = []
     for i in range(n):

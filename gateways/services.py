@@ -102,6 +102,14 @@ def _build(name: str) -> Gateway:
     raise UnknownGateway(f"No gateway named {name!r}.")
 
 
+def gateway_names() -> list[str]:
+    """Every configured gateway: sandbox, the simulators, stripe if it has a key."""
+    names = ["sandbox", *conf.simulator_urls()]
+    if conf.get("STRIPE_API_KEY"):
+        names.append("stripe")
+    return names
+
+
 def get_gateway(name: str) -> Gateway:
     gateway = _gateways.get(name)
     if gateway is None:

@@ -375,20 +375,37 @@ def ledger_refunds(since: dt.datetime | None = None) -> list[GatewayRecord]:
     ).values_list(
         "entry__reference", "entry__payment_id", "account__code", "amount", "currency"
     )
+    reversed_ = set(
+        JournalEntry.objects.filter(kind=JournalEntry.Kind.REFUND_REVERSAL).values_list(
+            "reference", flat=True
+        )
+    )
     return [
         (code.split(":")[1], ref, "refund", amount, currency)
         for ref, pid, code, amount, currency in rows
-        if _on_or_after(pid or ref, since)
+        if ref not in reversed_ and _on_or_after(pid or ref, since)
     ]
 
 
 def default_record_source() -> RecordSource | None:
-    """``gateways.services.charge_records`` if it exists (built separately)."""
+    """The gateways' own logs, as (gateway, reference, kind, amount, currency).
+
+    Only money that moved counts (declines and refused refunds are not), and the
+    reference is ours: the payment id for a charge, the refund id for a refund.
+    """
     try:
         from gateways.services import charge_records
     except ImportError:
         return None
-    return charge_records
+
+    def source(name: str, since: dt.datetime | None):
+        for r in charge_records(name, since):
+            if r.status != "succeeded":
+                continue
+            ref = r.payment_id if r.kind == "charge" else r.idempotency_key
+            yield (r.gateway, ref, r.kind, r.amount, r.currency)
+
+    return source
 
 
 def check_gateways(

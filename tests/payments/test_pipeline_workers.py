@@ -122,6 +122,9 @@ def test_each_test_card_ends_in_its_state_with_no_manual_step(stack, client_for)
     assert not Event.objects.filter(
         published_at__isnull=True, type="payment.created"
     ).exists()
+    from django.core.management import call_command
+
+    call_command("reconcile", "--no-progress")  # exits non-zero on any break
 
 
 def test_sigkill_worker_mid_batch_loses_nothing_and_charges_once(stack, client_for):

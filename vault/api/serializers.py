@@ -23,6 +23,7 @@ class TokenCreateSerializer(StrictSerializer):
     """
 
     number = StrictCharField(
+        allow_pan=True,
         max_length=32,
         trim_whitespace=False,
         help_text="Card number; spaces and dashes are ignored.",

@@ -107,6 +107,19 @@ def exercise_cards_through_the_api(api, merchant, use_ring, caplog) -> None:
         )  # fmt: skip
         assert response.status_code == 400
 
+    # Run the payments through the real stages (sandbox gateway): the execute
+    # stage detokenizes and charges, settle posts to the ledger.
+    from payments.models import Payment
+    from payments.services import pipeline
+
+    ids = list(Payment.objects.values_list("pk", flat=True))
+    pipeline.validate_batch(ids)
+    pipeline.execute_batch(ids)
+    pipeline.settle_batch(ids)
+    assert Payment.objects.filter(status="settled").count() == 3  # 4242, Amex, MC
+    assert Payment.objects.filter(status="declined").count() == 2
+    assert Payment.objects.filter(status="failed").count() == 1  # processing_error
+
     # The execute stage's read, and a careless log line in a charge path.
     cards = detokenize_many(token_ids.values())
     for card in cards.values():

@@ -8,6 +8,7 @@ charge to a gateway; the state lives in Redis, so ``SharedBreaker`` skips it.
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -69,8 +70,53 @@ def redis_client() -> redis.Redis | None:
 
 
 class PreciseRedisStorage(pybreaker.CircuitRedisStorage):
-    """pybreaker's Redis storage keeps ``opened_at`` in whole seconds, so a 1 s
-    reset timeout could end at once; keep sub-second precision."""
+    """pybreaker's Redis storage, made precise and cheap on the happy path.
+
+    - ``opened_at`` keeps sub-second precision (pybreaker keeps whole seconds,
+      so a 1 s reset timeout could end at once).
+    - pybreaker reads ``state`` and resets the failure counter in Redis on every
+      call: two round trips per charge. Here the state is cached in-process for
+      ``STATE_TTL`` seconds (a trip elsewhere is seen within that), and a
+      success resets the shared counter at most every ``STATE_TTL`` unless this
+      process counted a failure since. So the breaker opens after ``fail_max``
+      failures with no success reset in between, across processes, as before,
+      to within that window.
+    """
+
+    STATE_TTL = 0.25
+
+    def __init__(self, *args, **kwargs):
+        self._cached_state: str | None = None
+        self._state_read_at = 0.0
+        self._reset_at = 0.0
+        self._failed_since_reset = False
+        super().__init__(*args, **kwargs)
+
+    @property
+    def state(self) -> str:
+        now = time.monotonic()
+        if self._cached_state is None or now - self._state_read_at > self.STATE_TTL:
+            self._cached_state = pybreaker.CircuitRedisStorage.state.fget(self)
+            self._state_read_at = now
+        return self._cached_state
+
+    @state.setter
+    def state(self, state: str) -> None:
+        pybreaker.CircuitRedisStorage.state.fset(self, state)
+        self._cached_state = str(state)
+        self._state_read_at = time.monotonic()
+
+    def increment_counter(self) -> None:
+        self._failed_since_reset = True
+        super().increment_counter()
+
+    def reset_counter(self) -> None:
+        now = time.monotonic()
+        if not self._failed_since_reset and now - self._reset_at < self.STATE_TTL:
+            return
+        self._failed_since_reset = False
+        self._reset_at = now
+        super().reset_counter()
 
     @property
     def opened_at(self) -> datetime | None:

@@ -74,6 +74,7 @@ class Stack:
             "SURGE_BENCH": "true",
             "LOG_LEVEL": "WARNING",
             "SURGE_TASK_BATCH_SIZE": str(args.task_batch),
+            "CELERY_PREFETCH": str(args.prefetch),
             "SURGE_SWEEP_AFTER_SECONDS": "60",
             "GATEWAY_SIMULATOR_URLS": f"simulator=http://127.0.0.1:{self.sim_port}",
             "PROMETHEUS_MULTIPROC_DIR": str(OUT / "prometheus"),
@@ -129,7 +130,7 @@ class Stack:
         for i in range(self.args.workers):
             self.start(
                 f"worker{i}", str(BIN / "celery"), "-A", "config", "worker",
-                "-Q", "validate,execute,settle,default", "-P", "threads",
+                "-Q", "validate,execute,settle,default", "-P", self.args.pool,
                 "-c", str(self.args.concurrency), "-n", f"bench{i}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
                 "--loglevel", "WARNING",
@@ -464,8 +465,10 @@ def main(argv=None) -> int:
     p.add_argument("--rate", type=int, default=800, help="requests/s (single, steady)")
     p.add_argument("--duration", type=int, default=180, help="seconds (steady)")
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    p.add_argument("--concurrency", type=int, default=8, help="threads per worker")
+    p.add_argument("--workers", type=int, default=1, help="Celery worker processes")
+    p.add_argument("--concurrency", type=int, default=3, help="pool size per worker")
+    p.add_argument("--pool", default="prefork", choices=["prefork", "threads"])
+    p.add_argument("--prefetch", type=int, default=1, help="Celery prefetch multiplier")
     p.add_argument("--relays", type=int, default=1)
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--web-threads", type=int, default=8)

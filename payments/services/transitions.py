@@ -26,6 +26,16 @@ _UPDATABLE = frozenset(
 )
 
 
+_PG_TYPES = {
+    "failure_code": "text",
+    "failure_message": "text",
+    "gateway": "text",
+    "gateway_reference": "text",
+    "fee": "bigint",
+    "settled_at": "timestamptz",
+}
+
+
 def _check(expected: str, new: str) -> None:
     if not can_transition(expected, new):
         raise IllegalTransition(f"A {expected} payment cannot become {new}.")
@@ -55,6 +65,14 @@ def transition(
     ) - _UPDATABLE
     if unknown:
         raise ValueError(f"not updatable by a transition: {sorted(unknown)}")
+    ids = list(payment_ids)
+    columns: list[str] = []
+    if per_payment:
+        columns = sorted(next(iter(per_payment.values())))
+        if set(per_payment) != set(ids) or any(
+            sorted(v) != columns for v in per_payment.values()
+        ):
+            raise ValueError("per_payment must set the same fields for every id")
     now = timezone.now()
     sets = ["status = %s", "updated_at = %s"]
     params: list[object] = [new, now]
@@ -62,17 +80,33 @@ def transition(
         sets.append(f"{name} = %s")
         params.append(value)
     if bump_attempts:
-        sets.append("attempts = attempts + 1")
-    placeholders = ", ".join(["%s"] * len(payment_ids))
-    sql = (
-        f"UPDATE {Payment._meta.db_table} SET {', '.join(sets)} "  # noqa: S608
-        f"WHERE id IN ({placeholders}) AND status = %s RETURNING id, merchant_id"
-    )
+        sets.append("attempts = p.attempts + 1")
+    table = Payment._meta.db_table
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        # One statement whatever the batch size: ids and per-payment values
+        # arrive as arrays and are joined back by unnest.
+        sets += [f"{name} = v.{name}" for name in columns]
+        arrays = [ids] + [[per_payment[pid][c] for pid in ids] for c in columns]
+        casts = ", ".join(["%s::text[]"] + [f"%s::{_PG_TYPES[c]}[]" for c in columns])
+        sql = (
+            f"UPDATE {table} AS p SET {', '.join(sets)} "  # noqa: S608
+            f"FROM unnest({casts}) AS v(id{''.join(', ' + c for c in columns)}) "
+            "WHERE p.id = v.id AND p.status = %s RETURNING p.id, p.merchant_id"
+        )
+        args = [*params, *arrays, expected]
+    else:
+        placeholders = ", ".join(["%s"] * len(ids))
+        sql = (
+            f"UPDATE {table} AS p SET {', '.join(sets)} "  # noqa: S608
+            f"WHERE id IN ({placeholders}) AND status = %s RETURNING id, merchant_id"
+        )
+        args = [*params, *ids, expected]
     with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, *payment_ids, expected])
+            cursor.execute(sql, args)
             moved = cursor.fetchall()
-        if per_payment:
+        if per_payment and not postgres:
             _apply_per_payment({pid for pid, _ in moved}, per_payment)
         _write_events(moved, new, fields, per_payment)
     return [pid for pid, _ in moved]
@@ -81,15 +115,13 @@ def transition(
 def _apply_per_payment(
     moved: set[str], per_payment: Mapping[str, Mapping[str, object]]
 ) -> None:
-    """Write per-payment fields of the moved rows with one bulk UPDATE (CASE WHEN)."""
+    """SQLite: per-payment fields of the moved rows in one bulk UPDATE (CASE WHEN)."""
     items = [(pid, values) for pid, values in per_payment.items() if pid in moved]
     if not items:
         return
     names = sorted(items[0][1])
     rows = []
     for pid, values in items:
-        if sorted(values) != names:
-            raise ValueError("every per_payment entry must set the same fields")
         row = Payment(pk=pid)
         for name, value in values.items():
             setattr(row, name, value)

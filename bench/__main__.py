@@ -177,6 +177,39 @@ class Stack:
             peaks[name] = round(peak / 1024, 1)
         return peaks
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user+system) used so far by each process tree, and by all
+        PostgreSQL and Redis server processes together."""
+        tick = os.sysconf("SC_CLK_TCK")
+        stats: dict[int, tuple[int, str, float]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+                comm = text[text.index("(") + 1 : text.rindex(")")]
+                rest = text[text.rindex(")") + 2 :].split()
+                # utime, stime, cutime, cstime (reaped children count too)
+                cpu = sum(int(x) for x in rest[11:15]) / tick
+                stats[int(stat.parent.name)] = (int(rest[1]), comm, cpu)
+            except (OSError, ValueError, IndexError):
+                continue
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in stats.items():
+            children.setdefault(ppid, []).append(pid)
+        out: dict[str, float] = {}
+        for name, proc in self.procs.items():
+            todo, total = [proc.pid], 0.0
+            while todo:
+                pid = todo.pop()
+                todo.extend(children.get(pid, []))
+                total += stats.get(pid, (0, "", 0.0))[2]
+            out[name] = round(total, 1)
+        for server in ("postgres", "redis-server"):
+            out[server] = round(
+                sum(cpu for _, comm, cpu in stats.values() if comm.startswith(server)),
+                1,
+            )
+        return out
+
     def down(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -394,6 +427,9 @@ def report(args, load: LoadResult, figures: dict | None, checks: dict, memory: d
         "intake_p50_ms": round(percentile(load.latencies, 50) * 1000, 1),
         "intake_p95_ms": round(percentile(load.latencies, 95) * 1000, 1),
         "intake_p99_ms": round(percentile(load.latencies, 99) * 1000, 1),
+        # Server time per request (from send): for batches, the time to accept 1,000.
+        "service_p50_ms": round(percentile(load.service, 50) * 1000, 1),
+        "service_p99_ms": round(percentile(load.service, 99) * 1000, 1),
         "errors": dict(load.errors),
         "peak_mem_mb": memory,
     }
@@ -500,6 +536,7 @@ def main(argv=None) -> int:
             report(args, load, None, {}, stack.peak_memory_mb(), t_start, None)
             return 0
         merchants = setup_merchants(args.merchants)
+        cpu_before = stack.cpu_seconds()
         t_start = time.time()
         if args.scenario == "burst-batch":
             load = load_batch(stack, merchants, args.payments, run_id)
@@ -514,11 +551,16 @@ def main(argv=None) -> int:
             f"load done: {load.ok} ok of {load.sent} in {load.duration:.1f}s; settling..."
         )
         t_final = wait_final(expected, args.settle_timeout)
+        cpu_after = stack.cpu_seconds()
+        cpu = {
+            k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 1) for k in cpu_after
+        }
         figures = db_figures()
         checks = verify(stack, expected)
         report(
             args, load, figures, checks, stack.peak_memory_mb(), t_start, t_final,
             per_request=1000 if args.scenario == "burst-batch" else 1,
+            extra={"cpu_seconds": cpu},
         )  # fmt: skip
         return 0 if all(checks.values()) else 1
     finally:

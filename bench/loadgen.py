@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 @dataclass
 class LoadResult:
     sent: int = 0
-    latencies: list[float] = field(default_factory=list)  # seconds, ok responses
+    latencies: list[float] = field(default_factory=list)  # from due time, ok only
+    service: list[float] = field(default_factory=list)  # from send, ok only
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     started: float = 0.0
@@ -99,11 +100,13 @@ async def run_open_loop(
             await asyncio.sleep(delay)
         conn = await pool.get()
         method, path, headers, body = make_request(i)
+        sent = loop.time()
         try:
             status, payload = await conn.request(method, path, headers, body)
             result.statuses[status] += 1
             if 200 <= status < 300:
                 result.latencies.append(loop.time() - due)
+                result.service.append(loop.time() - sent)
                 if keep_bodies:
                     result.bodies.append(json.loads(payload))
             else:

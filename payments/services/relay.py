@@ -5,6 +5,7 @@ work; tasks are published before the claim commits, so a crash re-publishes
 (harmless: every stage is idempotent) and never loses one.
 """
 
+import json
 import logging
 import threading
 from collections import defaultdict
@@ -45,12 +46,7 @@ def publish(stage: str, payment_ids: Sequence[str]) -> None:
 def relay_once(*, batch_size: int = 2000) -> int:
     """Publish one batch of unpublished events; return how many were claimed."""
     with transaction.atomic():
-        rows = list(
-            Event.objects.select_for_update(skip_locked=True)
-            .filter(published_at__isnull=True)
-            .order_by("id")
-            .values_list("id", "type", "payment_id", "data")[:batch_size]
-        )
+        rows = _claim(batch_size)
         if not rows:
             return 0
         by_stage: dict[str, list[str]] = defaultdict(list)
@@ -61,11 +57,36 @@ def relay_once(*, batch_size: int = 2000) -> int:
             elif stage and payment_id:
                 by_stage[stage].append(payment_id)
         for stage, payment_ids in by_stage.items():
-            publish(stage, payment_ids)
-        Event.objects.filter(pk__in=[r[0] for r in rows]).update(
-            published_at=timezone.now()
-        )
+            publish(stage, payment_ids)  # before commit: a crash re-publishes
     return len(rows)
+
+
+def _claim(batch_size: int) -> list[tuple]:
+    """Mark a batch of unpublished events published and return them; the caller's
+    transaction commits the mark only after it has published them."""
+    if connection.vendor == "postgresql":
+        table = Event._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET published_at = now() WHERE id IN ("  # noqa: S608
+                f"SELECT id FROM {table} WHERE published_at IS NULL "
+                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, type, payment_id, data",
+                [batch_size],
+            )
+            return [
+                (eid, etype, pid, json.loads(data) if isinstance(data, str) else data)
+                for eid, etype, pid, data in cursor.fetchall()
+            ]
+    rows = list(
+        Event.objects.filter(published_at__isnull=True)
+        .order_by("id")
+        .values_list("id", "type", "payment_id", "data")[:batch_size]
+    )
+    Event.objects.filter(pk__in=[r[0] for r in rows]).update(
+        published_at=timezone.now()
+    )
+    return rows
 
 
 def _listener():

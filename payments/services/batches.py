@@ -14,7 +14,8 @@ from django.db.models import Count, Sum
 from core.errors import Conflict, InvalidRequest
 from core.money import is_amount
 from payments import metrics
-from payments.models import Event, Merchant, Payment, PaymentBatch
+from payments.models import Merchant, Payment, PaymentBatch
+from payments.services.events import events_insert
 from payments.services.intake import check_amount_and_currency
 from payments.state import EVENT_FOR_STATUS, PaymentStatus
 from vault.logging import contains_pan
@@ -186,17 +187,12 @@ def payment_batch_create(
             for payment in payments:
                 payment.batch = batch
             Payment.objects.bulk_create(payments, batch_size=1000)
-            Event.objects.bulk_create(
+            events_insert(
+                created_type,
                 [
-                    Event(
-                        type=created_type,
-                        merchant_id=merchant.id,
-                        payment_id=p.pk,
-                        data={"amount": p.amount, "currency": p.currency},
-                    )
+                    (merchant.id, p.pk, {"amount": p.amount, "currency": p.currency})
                     for p in payments
                 ],
-                batch_size=1000,
             )
     except IntegrityError as exc:
         if "payment_reference_per_merchant" in str(exc):

@@ -11,7 +11,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from payments.exceptions import IllegalTransition
-from payments.models import Event, Payment
+from payments.models import Payment
+from payments.services.events import events_insert
 from payments.state import EVENT_FOR_STATUS, can_transition
 
 _UPDATABLE = frozenset(
@@ -135,15 +136,12 @@ def _write_events(
     fields: Mapping[str, object],
     per_payment: Mapping[str, Mapping[str, object]] | None,
 ) -> None:
-    event_type = EVENT_FOR_STATUS[new]
-    events = []
+    rows = []
     for pid, merchant_id in moved:
         data = {"status": new}
         extra = (per_payment or {}).get(pid) or fields
         for key in ("failure_code", "gateway", "fee"):
             if extra.get(key) not in (None, ""):
                 data[key] = extra[key]
-        events.append(
-            Event(type=event_type, merchant_id=merchant_id, payment_id=pid, data=data)
-        )
-    Event.objects.bulk_create(events, batch_size=1000)
+        rows.append((merchant_id, pid, data))
+    events_insert(EVENT_FOR_STATUS[new], rows)

@@ -1,0 +1,42 @@
+"""Writing outbox events in bulk: the hot path writes several per payment."""
+
+import json
+from collections.abc import Sequence
+
+from django.db import connection
+from django.utils import timezone
+
+from core.ids import new_id
+from payments.models import Event
+
+
+def events_insert(event_type: str, rows: Sequence[tuple[str, str, dict]]) -> None:
+    """Insert one ``event_type`` event per (merchant_id, payment_id, data) row.
+
+    PostgreSQL: one INSERT ... SELECT FROM unnest(arrays), a handful of
+    parameters whatever the count (Django's bulk_create costs ~10x the CPU).
+    """
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        Event.objects.bulk_create(
+            [
+                Event(type=event_type, merchant_id=m, payment_id=p, data=d)
+                for m, p, d in rows
+            ],
+            batch_size=1000,
+        )
+        return
+    ids = [new_id("evt") for _ in rows]
+    merchants = [m for m, _, _ in rows]
+    payments = [p for _, p, _ in rows]
+    data = [json.dumps(d, separators=(",", ":")) for _, _, d in rows]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Event._meta.db_table} "  # noqa: S608
+            "(id, type, merchant_id, payment_id, data, created_at) "
+            "SELECT v.id, %s, v.merchant_id, v.payment_id, v.data::jsonb, %s "
+            "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+            "AS v(id, merchant_id, payment_id, data)",
+            [event_type, timezone.now(), ids, merchants, payments, data],
+        )

@@ -10,8 +10,13 @@ from core.ids import new_id
 from payments.models import Event
 
 
-def events_insert(event_type: str, rows: Sequence[tuple[str, str, dict]]) -> None:
+def events_insert(
+    event_type: str, rows: Sequence[tuple[str, str, dict]], *, published: bool = False
+) -> None:
     """Insert one ``event_type`` event per (merchant_id, payment_id, data) row.
+
+    ``published=True`` for events whose work the writer hands on itself after
+    commit (stage to stage): the relay need not send them.
 
     PostgreSQL: one INSERT ... SELECT FROM unnest(arrays), a handful of
     parameters whatever the count (Django's bulk_create costs ~10x the CPU).
@@ -21,12 +26,19 @@ def events_insert(event_type: str, rows: Sequence[tuple[str, str, dict]]) -> Non
     if connection.vendor != "postgresql":
         Event.objects.bulk_create(
             [
-                Event(type=event_type, merchant_id=m, payment_id=p, data=d)
+                Event(
+                    type=event_type,
+                    merchant_id=m,
+                    payment_id=p,
+                    data=d,
+                    published_at=timezone.now() if published else None,
+                )
                 for m, p, d in rows
             ],
             batch_size=1000,
         )
         return
+    now = timezone.now()
     ids = [new_id("evt") for _ in rows]
     merchants = [m for m, _, _ in rows]
     payments = [p for _, p, _ in rows]
@@ -34,9 +46,17 @@ def events_insert(event_type: str, rows: Sequence[tuple[str, str, dict]]) -> Non
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {Event._meta.db_table} "  # noqa: S608
-            "(id, type, merchant_id, payment_id, data, created_at) "
-            "SELECT v.id, %s, v.merchant_id, v.payment_id, v.data::jsonb, %s "
+            "(id, type, merchant_id, payment_id, data, created_at, published_at) "
+            "SELECT v.id, %s, v.merchant_id, v.payment_id, v.data::jsonb, %s, %s "
             "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
             "AS v(id, merchant_id, payment_id, data)",
-            [event_type, timezone.now(), ids, merchants, payments, data],
+            [
+                event_type,
+                now,
+                now if published else None,
+                ids,
+                merchants,
+                payments,
+                data,
+            ],
         )

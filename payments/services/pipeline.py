@@ -18,6 +18,7 @@ from core.money import is_currency
 from payments import metrics
 from payments.models import Payment
 from payments.services.deadletters import dead_letter_record
+from payments.services.relay import publish
 from payments.services.transitions import transition
 from payments.state import PaymentStatus as S
 
@@ -64,6 +65,7 @@ def validate_batch(payment_ids: Sequence[str]) -> dict[str, int]:
         else:
             failed[failure].append(payment.pk)
     moved = transition(payment_ids=valid, expected=S.PENDING, new=S.VALIDATED)
+    publish("execute", moved)  # committed: hand on directly, no relay hop
     counts = {"validated": len(moved), "failed": 0}
     for failure, ids in failed.items():
         done = transition(
@@ -161,12 +163,12 @@ def record_outcomes(results: Sequence[tuple[str, object]]) -> dict[str, int]:
                 "failure_code": outcome.decline_code or "card_declined",
             }
     counts = {"unknown": unknown}
-    counts["succeeded"] = len(
-        transition(
-            payment_ids=list(succeeded), expected=S.PROCESSING, new=S.SUCCEEDED,
-            per_payment=succeeded,
-        )
+    moved = transition(
+        payment_ids=list(succeeded), expected=S.PROCESSING, new=S.SUCCEEDED,
+        per_payment=succeeded,
     )  # fmt: skip
+    publish("settle", moved)  # committed: hand on directly, no relay hop
+    counts["succeeded"] = len(moved)
     done = transition(
         payment_ids=list(declined), expected=S.PROCESSING, new=S.DECLINED,
         per_payment=declined,

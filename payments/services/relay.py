@@ -21,7 +21,10 @@ logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "surge_outbox"
 
-# Which stage an event wakes.
+# Which stage an event wakes. In the normal flow only what a request accepted
+# (payment.created, refund.created) reaches the relay: the stages hand on to the
+# next stage themselves after commit and write their events already published.
+# The other rows matter when `replay` marks events unpublished again.
 STAGE_FOR_EVENT = {
     "payment.created": "validate",
     "payment.validated": "execute",
@@ -36,6 +39,8 @@ def chunks(items: Sequence, size: int):
 
 
 def publish(stage: str, payment_ids: Sequence[str]) -> None:
+    if not payment_ids:
+        return
     from payments import tasks
 
     task = tasks.STAGE_TASKS[stage]

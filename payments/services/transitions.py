@@ -144,4 +144,7 @@ def _write_events(
             if extra.get(key) not in (None, ""):
                 data[key] = extra[key]
         rows.append((merchant_id, pid, data))
-    events_insert(EVENT_FOR_STATUS[new], rows)
+    # The pipeline hands each batch on to its next stage itself, right after
+    # commit (a crash in between is caught by the sweeper), so these events are
+    # written published: the relay only carries what a request accepted.
+    events_insert(EVENT_FOR_STATUS[new], rows, published=True)

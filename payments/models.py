@@ -231,6 +231,9 @@ class Event(models.Model):
         on_delete=models.PROTECT,
         related_name="events",
         db_constraint=False,
+        # No index: written five times per payment, read only by operators
+        # (replay by payment scans; it is rare).
+        db_index=False,
     )
     data = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from core.money import is_currency
 from payments import metrics
-from payments.models import Payment
+from payments.models import Merchant, Payment
 from payments.services.deadletters import dead_letter_record
 from payments.services.relay import publish
 from payments.services.transitions import transition
@@ -31,20 +31,21 @@ class Failure:
     message: str
 
 
-def _validation_failure(payment: Payment, today) -> Failure | None:
-    merchant, token = payment.merchant, payment.source
+def _validation_failure(row: dict, merchant: Merchant, today) -> Failure | None:
     if not merchant.is_active:
         return Failure("merchant_inactive", "The merchant account is not active.")
-    if token.merchant_id != payment.merchant_id:
+    if row["source__merchant_id"] != row["merchant_id"]:
         return Failure(
             "invalid_source", "The card token does not belong to the merchant."
         )
-    if (token.exp_year, token.exp_month) < (today.year, today.month):
+    # A card is good through the end of its expiry month (UTC).
+    if (row["source__exp_year"], row["source__exp_month"]) < (today.year, today.month):
         return Failure("expired_card", "The card has expired.")
-    if payment.amount > merchant.amount_limit:
+    if row["amount"] > merchant.amount_limit:
         return Failure("amount_too_large", "The amount exceeds the merchant's limit.")
-    if not is_currency(payment.currency) or (
-        merchant.currencies and payment.currency not in merchant.currencies
+    currency = row["currency"]
+    if not is_currency(currency) or (
+        merchant.currencies and currency not in merchant.currencies
     ):
         return Failure("currency_not_supported", "The currency is not enabled.")
     return None
@@ -52,18 +53,22 @@ def _validation_failure(payment: Payment, today) -> Failure | None:
 
 def validate_batch(payment_ids: Sequence[str]) -> dict[str, int]:
     """pending -> validated, or -> failed with a failure_code (not a dead letter)."""
-    payments = Payment.objects.filter(
-        pk__in=payment_ids, status=S.PENDING
-    ).select_related("merchant", "source")
+    rows = list(
+        Payment.objects.filter(pk__in=payment_ids, status=S.PENDING).values(
+            "id", "merchant_id", "amount", "currency",
+            "source__merchant_id", "source__exp_year", "source__exp_month",
+        )
+    )  # fmt: skip
+    merchants = Merchant.objects.in_bulk({r["merchant_id"] for r in rows})
     today = timezone.now().date()
     valid: list[str] = []
     failed: dict[Failure, list[str]] = defaultdict(list)
-    for payment in payments:
-        failure = _validation_failure(payment, today)
+    for row in rows:
+        failure = _validation_failure(row, merchants[row["merchant_id"]], today)
         if failure is None:
-            valid.append(payment.pk)
+            valid.append(row["id"])
         else:
-            failed[failure].append(payment.pk)
+            failed[failure].append(row["id"])
     moved = transition(payment_ids=valid, expected=S.PENDING, new=S.VALIDATED)
     publish("execute", moved)  # committed: hand on directly, no relay hop
     counts = {"validated": len(moved), "failed": 0}

@@ -114,9 +114,15 @@ def run_relay(
     stop: threading.Event,
     poll_seconds: float = 1.0,
     batch_size: int = 2000,
+    linger_seconds: float = 0.05,
     on_batch: Callable[[int], None] | None = None,
 ) -> None:
-    """Relay until ``stop`` is set: drain, then sleep until NOTIFY or the poll."""
+    """Relay until ``stop`` is set: drain, then sleep until NOTIFY or the poll.
+
+    After a wake-up it lingers ``linger_seconds`` so that a stream of single
+    payments (one NOTIFY each) leaves in batches of tens to hundreds, not as
+    one tiny task per payment per stage; the stages keep those batches.
+    """
     listener = _listener()
     try:
         while not stop.is_set():
@@ -132,10 +138,11 @@ def run_relay(
             if count >= batch_size:
                 continue
             if listener is None:
-                stop.wait(poll_seconds if count == 0 else 0.05)
+                stop.wait(poll_seconds if count == 0 else linger_seconds)
             else:
                 for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
                     pass
+                stop.wait(linger_seconds)
     finally:
         if listener is not None:
             listener.close()

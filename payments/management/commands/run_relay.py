@@ -12,14 +12,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--poll-seconds", type=float, default=1.0)
         parser.add_argument("--batch-size", type=int, default=2000)
+        parser.add_argument(
+            "--linger-ms", type=int, default=50,
+            help="wait after a wake-up so single payments leave in batches",
+        )  # fmt: skip
 
-    def handle(self, *args, poll_seconds, batch_size, **opts):
-        if poll_seconds <= 0 or batch_size <= 0:
-            self.stderr.write("--poll-seconds and --batch-size must be positive.")
+    def handle(self, *args, poll_seconds, batch_size, linger_ms, **opts):
+        if poll_seconds <= 0 or batch_size <= 0 or linger_ms < 0:
+            self.stderr.write(
+                "--poll-seconds and --batch-size must be positive, --linger-ms >= 0."
+            )
             raise SystemExit(2)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         self.stdout.write(f"relay running (poll {poll_seconds}s, batch {batch_size})")
-        run_relay(stop=stop, poll_seconds=poll_seconds, batch_size=batch_size)
+        run_relay(
+            stop=stop,
+            poll_seconds=poll_seconds,
+            batch_size=batch_size,
+            linger_seconds=linger_ms / 1000,
+        )
         self.stdout.write("relay stopped")

@@ -110,7 +110,12 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         }
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # A health check is a SELECT 1 round trip per request; off by default
+        # (a stale connection fails one request, which the client retries with
+        # its idempotency key). Production should use DATABASE_POOL instead.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool(
+            "CONN_HEALTH_CHECKS", default=False
+        )
 else:
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,

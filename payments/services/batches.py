@@ -15,7 +15,7 @@ from core.errors import Conflict, InvalidRequest
 from core.money import is_amount
 from payments import metrics
 from payments.models import Merchant, Payment, PaymentBatch
-from payments.services.events import events_insert
+from payments.services.events import events_insert, wake_relay
 from payments.services.intake import check_amount_and_currency
 from payments.state import EVENT_FOR_STATUS, PaymentStatus
 from vault.logging import contains_pan
@@ -194,6 +194,7 @@ def payment_batch_create(
                     for p in payments
                 ],
             )
+            wake_relay()
     except IntegrityError as exc:
         if "payment_reference_per_merchant" in str(exc):
             raise Conflict(

@@ -1,6 +1,7 @@
 """Writing outbox events in bulk: the hot path writes several per payment."""
 
 import json
+import time
 from collections.abc import Sequence
 
 from django.db import connection
@@ -60,3 +61,25 @@ def events_insert(
                 data,
             ],
         )
+
+
+NOTIFY_CHANNEL = "surge_outbox"
+# NOTIFY serializes the commits of the transactions that send it, so each
+# process sends at most one per window; the relay lingers longer than the
+# window after a wake-up, so events written in between leave with that batch
+# (and its poll is the fallback).
+WAKE_WINDOW_SECONDS = 0.02
+_last_wake = 0.0
+
+
+def wake_relay() -> None:
+    """Ask PostgreSQL to wake the relays when the current transaction commits."""
+    global _last_wake
+    if connection.vendor != "postgresql":
+        return
+    now = time.monotonic()
+    if now - _last_wake < WAKE_WINDOW_SECONDS:
+        return
+    _last_wake = now
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])

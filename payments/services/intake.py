@@ -5,6 +5,7 @@ from django.db import transaction
 from core.errors import InvalidRequest
 from core.money import is_currency
 from payments.models import Event, Merchant, Payment
+from payments.services.events import wake_relay
 from payments.state import EVENT_FOR_STATUS, PaymentStatus
 from vault.selectors import token_get_for_merchant
 
@@ -62,4 +63,5 @@ def payment_create(
             payment=payment,
             data={"amount": amount, "currency": currency},
         )
+        wake_relay()
     return payment

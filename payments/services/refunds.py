@@ -18,6 +18,7 @@ from django.db.models import F
 from core.errors import InvalidRequest
 from payments.exceptions import PaymentNotFound
 from payments.models import Event, Merchant, Payment, Refund
+from payments.services.events import wake_relay
 from payments.state import PaymentStatus
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def refund_create(
             currency=payment.currency,
         )
         _event(refund, payment.merchant_id, "refund.created")
+        wake_relay()
     return refund
 
 

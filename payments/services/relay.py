@@ -16,10 +16,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from payments.models import Event
+from payments.services.events import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "surge_outbox"
 
 # Which stage an event wakes. In the normal flow only what a request accepted
 # (payment.created, refund.created) reaches the relay: the stages hand on to the

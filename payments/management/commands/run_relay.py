@@ -10,7 +10,7 @@ class Command(BaseCommand):
     help = "Publish outbox events to Celery (LISTEN/NOTIFY on PostgreSQL, else polls)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--poll-seconds", type=float, default=1.0)
+        parser.add_argument("--poll-seconds", type=float, default=0.5)
         parser.add_argument("--batch-size", type=int, default=2000)
         parser.add_argument(
             "--linger-ms", type=int, default=50,

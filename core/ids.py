@@ -13,6 +13,9 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # base64's RFC 4648 alphabet, in value order, mapped onto Crockford's (also in
 # value order, and in ASCII order), so the encoding sorts like the number.
 _TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+_FROM_CROCKFORD = bytes.maketrans(
+    _ALPHABET.encode(), b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+)
 PREFIXES = frozenset({"mer", "key", "tok", "pay", "re", "evt", "pb", "dl", "wh"})
 
 
@@ -24,6 +27,18 @@ def new_id(prefix: str) -> str:
     raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
     body = base64.b32encode(raw).translate(_TO_CROCKFORD)[:26].decode()
     return f"{prefix}_{body}"
+
+
+def id_timestamp_ms(value: str) -> int | None:
+    """Milliseconds since the epoch encoded in an id made by ``new_id``, or None."""
+    _, _, body = value.partition("_")
+    if len(body) != 26:
+        return None
+    try:
+        raw = base64.b32decode(body.encode().translate(_FROM_CROCKFORD) + b"======")
+    except ValueError:
+        return None
+    return int.from_bytes(raw[:6], "big")
 
 
 def looks_like(value: object, prefix: str) -> bool:

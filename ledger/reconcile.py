@@ -25,6 +25,7 @@ from itertools import islice
 from django.db import connection, transaction
 from tqdm import tqdm
 
+from core.ids import id_timestamp_ms
 from ledger.models import DEBIT_NORMAL, Account, JournalEntry, Posting
 from ledger.services import FEES, REFUND, SETTLEMENT
 
@@ -154,28 +155,13 @@ def check_ledger(*, progress: bool = False) -> tuple[list[Break], dict[str, int]
 # --- (b) the ledger with payments ---------------------------------------------
 
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def _id_ms(reference: str) -> int | None:
-    """Milliseconds encoded in a ``pay_``/``re_`` id (ULID layout), or None."""
-    _, _, body = reference.partition("_")
-    try:
-        value = 0
-        for char in body[:10]:
-            value = value * 32 + _CROCKFORD.index(char)
-    except ValueError:
-        return None
-    return value if len(body) >= 10 else None
-
-
 def _on_or_after(reference: str, since: dt.datetime | None) -> bool:
     """Whether an entry belongs to the --since window. A payment's id is minted
     before its ``created_at``, so this never pulls in a payment the settled
     selector (``created_at >= since``) left out."""
     if since is None:
         return True
-    ms = _id_ms(reference)
+    ms = id_timestamp_ms(reference)
     return ms is None or ms >= int(since.timestamp() * 1000)
 
 

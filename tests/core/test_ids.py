@@ -1,0 +1,45 @@
+import time
+
+import pytest
+
+from core.ids import id_timestamp_ms, new_id
+from core.money import Money, is_amount
+
+
+def test_ids_sort_by_creation_time():
+    first = [new_id("pay") for _ in range(50)]
+    time.sleep(0.002)
+    later = new_id("pay")
+    assert all(earlier < later for earlier in first)
+    assert len({*first, later}) == 51
+
+
+def test_id_carries_its_creation_millisecond():
+    before = time.time_ns() // 1_000_000
+    value = new_id("evt")
+    after = time.time_ns() // 1_000_000
+    assert value.startswith("evt_") and len(value) == 30
+    assert before <= id_timestamp_ms(value) <= after
+
+
+@pytest.mark.parametrize("value", ["pay_short", "nope", "pay_" + "!" * 26])
+def test_foreign_strings_have_no_timestamp(value):
+    assert id_timestamp_ms(value) is None
+
+
+def test_unknown_prefix_is_refused():
+    with pytest.raises(ValueError):
+        new_id("card")
+
+
+@pytest.mark.parametrize("value", [10.5, "100", True, 0, -1, None])
+def test_only_positive_ints_are_amounts(value):
+    assert not is_amount(value)
+
+
+def test_money_formats_by_currency_exponent_and_refuses_floats():
+    assert str(Money(123456, "usd")) == "1234.56 USD"
+    assert str(Money(500, "jpy")) == "500 JPY"
+    assert str(Money(-1005, "kwd")) == "-1.005 KWD"
+    with pytest.raises(TypeError):
+        Money(10.5, "usd")

@@ -24,7 +24,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements.lock
 
 run: venv
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py bootstrap_demo
+	$(PY) manage.py bootstrap_demo --port $${SURGE_PORT:-8000}
 	$(VENV)/bin/honcho start -f Procfile
 
 test: venv

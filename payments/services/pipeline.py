@@ -104,7 +104,6 @@ def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
     from the payment and gateway, so a repeat finds the first charge.
     """
     from gateways.services import ChargeItem, charge_many
-    from vault.services import detokenize_many
 
     rows = list(
         Payment.objects.filter(pk__in=payment_ids, status=S.PROCESSING).values(
@@ -119,7 +118,8 @@ def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
     )
     if not rows:
         return {}
-    cards = detokenize_many([r["source_id"] for r in rows])
+    cards, unreadable = _cards_for(rows)
+    rows = [r for r in rows if r["id"] not in unreadable]
     items = [
         ChargeItem(
             payment_id=r["id"],
@@ -133,7 +133,37 @@ def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
         for r in rows
     ]
     outcomes = charge_many(items)
-    return record_outcomes(list(zip((r["id"] for r in rows), outcomes, strict=True)))
+    counts = record_outcomes(list(zip((r["id"] for r in rows), outcomes, strict=True)))
+    if unreadable:  # nothing was sent for these: fail them for a human to see
+        counts["failed"] = counts.get("failed", 0) + fail_with_dead_letter(
+            unreadable,
+            stage="execute",
+            code="card_unavailable",
+            message="The card could not be read from the vault.",
+        )
+    return counts
+
+
+def _cards_for(rows: list[dict]) -> tuple[dict, dict[str, Exception]]:
+    """Cards by token id, and the payments whose token cannot be opened.
+
+    One bad token (missing, or a ciphertext that will not decrypt) must not
+    hold back the batch, nor come back forever through the sweeper.
+    """
+    from vault.exceptions import TokenNotFound, VaultIntegrityError
+    from vault.services import detokenize, detokenize_many
+
+    try:
+        return detokenize_many([r["source_id"] for r in rows]), {}
+    except (TokenNotFound, VaultIntegrityError):
+        pass
+    cards, unreadable = {}, {}
+    for r in rows:
+        try:
+            cards[r["source_id"]] = detokenize(token_id=r["source_id"])
+        except (TokenNotFound, VaultIntegrityError) as exc:
+            unreadable[r["id"]] = exc
+    return cards, unreadable
 
 
 def record_outcomes(results: Sequence[tuple[str, object]]) -> dict[str, int]:
@@ -188,7 +218,11 @@ def record_outcomes(results: Sequence[tuple[str, object]]) -> dict[str, int]:
 
 
 def fail_with_dead_letter(
-    errors: dict[str, Exception], *, stage: str, code: str
+    errors: dict[str, Exception],
+    *,
+    stage: str,
+    code: str,
+    message: str = "Retries exhausted.",
 ) -> int:
     """Mark payments failed and open a dead letter for each, in one transaction."""
     if not errors:
@@ -198,7 +232,7 @@ def fail_with_dead_letter(
             payment_ids=list(errors),
             expected=S.PROCESSING,
             new=S.FAILED,
-            fields={"failure_code": code, "failure_message": "Retries exhausted."},
+            fields={"failure_code": code, "failure_message": message},
         )
         for pid in moved:
             exc = errors[pid]

@@ -20,7 +20,7 @@ from payments.models import PaymentBatch
 from payments.selectors import payment_get, payment_list
 from payments.services.batches import payment_batch_submit, payment_batch_summary
 from payments.services.idempotency import check_key, idempotent_call, request_hash
-from payments.services.intake import payment_create
+from payments.services.intake import payment_accept
 from payments.services.refunds import refund_create
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -65,16 +65,22 @@ class PaymentListCreateView(APIView):
         check_key(request.headers.get("Idempotency-Key"))
         serializer = PaymentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        merchant = request.user.merchant
-
-        def work():
-            payment = payment_create(merchant=merchant, **serializer.validated_data)
-            return 202, PaymentSerializer(payment).data
-
-        response = idempotent_response(request, work)
-        if "Idempotent-Replayed" not in response.headers:
-            metrics.payments_initiated(1)
-        return response
+        result = payment_accept(
+            merchant=request.user.merchant,
+            key=request.headers["Idempotency-Key"],
+            path=request.path,
+            req_hash=request_hash(request.data),
+            render=lambda payment: PaymentSerializer(payment).data,
+            **serializer.validated_data,
+        )
+        if result.replayed:
+            return Response(
+                result.body,
+                status=result.status,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        metrics.payments_initiated(1)
+        return Response(result.body, status=result.status)
 
     @extend_schema(
         operation_id="payments_list",

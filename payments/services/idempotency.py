@@ -58,7 +58,7 @@ def check_key(key: str | None) -> str:
     return key
 
 
-def _replay(
+def replay(
     record: IdempotencyKey, *, method: str, path: str, req_hash: str
 ) -> StoredResponse:
     if (
@@ -73,7 +73,7 @@ def _replay(
     return StoredResponse(record.response_status, record.response_body, True)
 
 
-def _lookup(merchant: Merchant, key: str) -> IdempotencyKey | None:
+def lookup(merchant: Merchant, key: str) -> IdempotencyKey | None:
     record = IdempotencyKey.objects.filter(merchant=merchant, key=key).first()
     if record is not None and record.expires_at <= timezone.now():
         IdempotencyKey.objects.filter(
@@ -93,9 +93,9 @@ def idempotent_call(
     work: Callable[[], tuple[int, dict]],
 ) -> StoredResponse:
     """Run ``work`` (which writes) once per (merchant, key); replay afterwards."""
-    record = _lookup(merchant, key)
+    record = lookup(merchant, key)
     if record is not None:
-        return _replay(record, method=method, path=path, req_hash=req_hash)
+        return replay(record, method=method, path=path, req_hash=req_hash)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -112,11 +112,11 @@ def idempotent_call(
                 + timedelta(seconds=settings.SURGE_IDEMPOTENCY_TTL_SECONDS),
             )
     except IntegrityError:
-        record = _lookup(merchant, key)
+        record = lookup(merchant, key)
         if record is None:
             # Not our key's row that collided: a real integrity failure.
             raise
-        return _replay(record, method=method, path=path, req_hash=req_hash)
+        return replay(record, method=method, path=path, req_hash=req_hash)
     return StoredResponse(status, body, False)
 
 

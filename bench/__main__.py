@@ -20,6 +20,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -146,6 +147,30 @@ class Stack:
         _wait_port(self.sim_port)
         _wait_port(self.web_port)
         time.sleep(2)  # workers connect to the broker
+
+    def rss_mb(self) -> dict[str, float]:
+        """Current RSS of each process tree (sum over the tree), in MiB."""
+        children: dict[int, list[int]] = {}
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                rest = status.read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(rest[1]), []).append(int(status.parent.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        out: dict[str, float] = {}
+        for name, proc in self.procs.items():
+            todo, total = [proc.pid], 0
+            while todo:
+                pid = todo.pop()
+                todo.extend(children.get(pid, []))
+                try:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+                except OSError:
+                    continue
+            out[name] = round(total / 1024, 1)
+        return out
 
     def peak_memory_mb(self) -> dict[str, float]:
         """VmHWM (peak RSS) of each process tree, in MiB."""
@@ -536,6 +561,7 @@ def main(argv=None) -> int:
             report(args, load, None, {}, stack.peak_memory_mb(), t_start, None)
             return 0
         merchants = setup_merchants(args.merchants)
+        extra_rows: dict = {}
         cpu_before = stack.cpu_seconds()
         t_start = time.time()
         if args.scenario == "burst-batch":
@@ -545,8 +571,20 @@ def main(argv=None) -> int:
             total = args.payments if args.scenario == "burst-single" else (
                 args.rate * args.duration
             )  # fmt: skip
+            samples: list[tuple[float, dict]] = []
+            sampling = threading.Event()
+
+            def sample() -> None:  # RSS every 30 s: is memory flat?
+                while not sampling.wait(30):
+                    samples.append((round(time.time() - t_start), stack.rss_mb()))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
             load = load_single(stack, merchants, total, args.rate, run_id)
+            sampling.set()
             expected = load.ok
+            if samples:
+                extra_rows["rss_mb_over_time"] = samples
         print(
             f"load done: {load.ok} ok of {load.sent} in {load.duration:.1f}s; settling..."
         )
@@ -560,7 +598,7 @@ def main(argv=None) -> int:
         report(
             args, load, figures, checks, stack.peak_memory_mb(), t_start, t_final,
             per_request=1000 if args.scenario == "burst-batch" else 1,
-            extra={"cpu_seconds": cpu},
+            extra={"cpu_seconds": cpu, **extra_rows},
         )  # fmt: skip
         return 0 if all(checks.values()) else 1
     finally:

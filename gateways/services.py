@@ -202,11 +202,17 @@ def _charge_on(name: str, req: ChargeRequest) -> ChargeOutcome:
             return gateway.charge(req)
 
     last: RetryableSafe | None = None
+    # Once a request may have been sent without an answer, an empty inquiry is
+    # not proof: the request may still arrive. Retries stay on this gateway
+    # (same key, so at most one charge), and it is never failed over.
+    sent_unanswered = False
     for attempt in range(max(1, conf.get("GATEWAY_RETRY_TRIES"))):
         _sleep_before(attempt)
         try:
             return _outcome(name, breakers.guarded(name, attempt_call))
-        except (CircuitOpen, RequestRejected):
+        except (CircuitOpen, RequestRejected) as exc:
+            if sent_unanswered:
+                raise _left_for_inquiry(name, req) from exc
             raise
         except RetryableSafe as exc:
             last = exc
@@ -218,9 +224,19 @@ def _charge_on(name: str, req: ChargeRequest) -> ChargeOutcome:
                 ) from None
             if found is not None:
                 return _outcome(name, found)
+            sent_unanswered = True
             last = RetryableSafe(f"{name}: inquiry found no charge after a timeout")
+    if sent_unanswered:
+        raise _left_for_inquiry(name, req)
     assert last is not None
     raise last
+
+
+def _left_for_inquiry(name: str, req: ChargeRequest) -> UnknownOutcome:
+    return UnknownOutcome(
+        f"{name}: {req.payment_id} had a request without an answer; "
+        "left for a later inquiry, never charged elsewhere"
+    )
 
 
 def charge_with_failover(

@@ -119,18 +119,27 @@ def test_unresolvable_unknown_outcome_raises_and_never_charges_elsewhere(sim_b):
     assert charge_records("simulator_b") == []
 
 
-def test_inquiry_proving_no_charge_allows_retry_then_failover(sim_b):
+def test_after_an_unanswered_request_an_empty_inquiry_allows_retry_not_failover(
+    sim_b,
+):
     lost = UnknownOutcome("read timeout")
     gateway = ScriptedGateway(
         "ghost", charges=[lost, RetryableSafe("x"), RetryableSafe("x")],
         inquiries=[None],
     )  # fmt: skip
     services.register_gateway("ghost", gateway)
+    with pytest.raises(UnknownOutcome):
+        _charge("pay_1", primary="ghost", secondary="simulator_b")
+    assert charge_records("simulator_b") == []  # never charged elsewhere
+
+
+def test_after_an_unanswered_request_a_retry_on_the_same_key_can_succeed(sim_b):
+    lost = UnknownOutcome("read timeout")
+    ok = ChargeResult(status="succeeded", reference="ch_1", amount=100, currency="usd")
+    gateway = ScriptedGateway("ghost", charges=[lost, ok], inquiries=[None])
+    services.register_gateway("ghost", gateway)
     outcome = _charge("pay_1", primary="ghost", secondary="simulator_b")
-    assert outcome.gateway == "simulator_b"
-    assert [r.idempotency_key for r in charge_records("simulator_b")] == [
-        "pay_1:simulator_b"
-    ]
+    assert (outcome.gateway, outcome.reference) == ("ghost", "ch_1")
 
 
 def test_outage_opens_breaker_in_redis_and_payments_fail_over(sim, sim_b):

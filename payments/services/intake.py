@@ -15,7 +15,7 @@ from payments.models import Event, IdempotencyKey, Merchant, Payment
 from payments.services import idempotency
 from payments.services.events import wake_relay
 from payments.state import EVENT_FOR_STATUS, PaymentStatus
-from vault.selectors import token_get_for_merchant, token_owner
+from vault.selectors import token_owner
 
 
 def check_amount_and_currency(
@@ -38,6 +38,12 @@ def check_amount_and_currency(
         )
 
 
+def _check_payment(*, merchant: Merchant, amount: int, currency: str, source: str):
+    check_amount_and_currency(merchant=merchant, amount=amount, currency=currency)
+    if token_owner(source) != merchant.id:  # another merchant's token does not exist
+        raise InvalidRequest("No such token.", param="source", code="resource_missing")
+
+
 def payment_create(
     *,
     merchant: Merchant,
@@ -52,16 +58,13 @@ def payment_create(
     Must run inside the caller's transaction when combined with other writes
     (the idempotency record); it opens its own savepoint otherwise.
     """
-    check_amount_and_currency(merchant=merchant, amount=amount, currency=currency)
-    token = token_get_for_merchant(token_id=source, merchant_id=merchant.id)
-    if token is None:
-        raise InvalidRequest("No such token.", param="source", code="resource_missing")
+    _check_payment(merchant=merchant, amount=amount, currency=currency, source=source)
     with transaction.atomic(savepoint=False):
         payment = Payment.objects.create(
             merchant=merchant,
             amount=amount,
             currency=currency,
-            source=token,
+            source_id=source,
             description=description,
             metadata=metadata or {},
         )
@@ -106,9 +109,7 @@ def payment_accept(
                 description=description, metadata=metadata,
             ))),
         )  # fmt: skip
-    check_amount_and_currency(merchant=merchant, amount=amount, currency=currency)
-    if token_owner(source) != merchant.id:
-        raise InvalidRequest("No such token.", param="source", code="resource_missing")
+    _check_payment(merchant=merchant, amount=amount, currency=currency, source=source)
     now = timezone.now()
     payment = Payment(
         id=new_id("pay"), merchant_id=merchant.id, amount=amount, currency=currency,

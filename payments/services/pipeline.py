@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from core.money import is_currency
+from core.errors import InvalidRequest
 from payments import metrics
 from payments.models import Merchant, Payment
 from payments.services.deadletters import dead_letter_record
+from payments.services.intake import check_amount_and_currency
 from payments.services.relay import publish
 from payments.services.transitions import transition
 from payments.state import PaymentStatus as S
+from vault.cards import is_expired
 
 logger = logging.getLogger(__name__)
 
@@ -32,22 +34,26 @@ class Failure:
 
 
 def _validation_failure(row: dict, merchant: Merchant, today) -> Failure | None:
+    """The merchant's rules are intake's own (the same function), re-checked
+    here because the merchant may have changed since the payment was accepted."""
     if not merchant.is_active:
         return Failure("merchant_inactive", "The merchant account is not active.")
     if row["source__merchant_id"] != row["merchant_id"]:
         return Failure(
             "invalid_source", "The card token does not belong to the merchant."
         )
-    # A card is good through the end of its expiry month (UTC).
-    if (row["source__exp_year"], row["source__exp_month"]) < (today.year, today.month):
-        return Failure("expired_card", "The card has expired.")
-    if row["amount"] > merchant.amount_limit:
-        return Failure("amount_too_large", "The amount exceeds the merchant's limit.")
-    currency = row["currency"]
-    if not is_currency(currency) or (
-        merchant.currencies and currency not in merchant.currencies
+    if is_expired(
+        exp_month=row["source__exp_month"],
+        exp_year=row["source__exp_year"],
+        today=today,
     ):
-        return Failure("currency_not_supported", "The currency is not enabled.")
+        return Failure("expired_card", "The card has expired.")
+    try:
+        check_amount_and_currency(
+            merchant=merchant, amount=row["amount"], currency=row["currency"]
+        )
+    except InvalidRequest as exc:
+        return Failure(exc.code, exc.message)
     return None
 
 

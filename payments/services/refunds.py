@@ -18,6 +18,7 @@ from django.db.models import F
 from core.errors import InvalidRequest
 from payments.exceptions import PaymentNotFound
 from payments.models import Event, Merchant, Payment, Refund
+from payments.selectors import payment_get
 from payments.services.events import wake_relay
 from payments.state import PaymentStatus
 
@@ -39,7 +40,7 @@ def refund_create(
     """Reserve a refund of ``amount`` (default: what is left) of a settled payment."""
     from ledger.services import post_refund
 
-    payment = Payment.objects.filter(pk=payment_id, merchant=merchant).first()
+    payment = payment_get(merchant=merchant, payment_id=payment_id)
     if payment is None:
         raise PaymentNotFound("No such payment.", param="id")
     if payment.status != PaymentStatus.SETTLED:

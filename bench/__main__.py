@@ -148,90 +148,71 @@ class Stack:
         _wait_port(self.web_port)
         time.sleep(2)  # workers connect to the broker
 
-    def rss_mb(self) -> dict[str, float]:
-        """Current RSS of each process tree (sum over the tree), in MiB."""
-        children: dict[int, list[int]] = {}
-        for status in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                rest = status.read_text().rsplit(")", 1)[1].split()
-                children.setdefault(int(rest[1]), []).append(int(status.parent.name))
-            except (OSError, ValueError, IndexError):
-                continue
-        out: dict[str, float] = {}
-        for name, proc in self.procs.items():
-            todo, total = [proc.pid], 0
-            while todo:
-                pid = todo.pop()
-                todo.extend(children.get(pid, []))
-                try:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
-                except OSError:
-                    continue
-            out[name] = round(total / 1024, 1)
-        return out
-
-    def peak_memory_mb(self) -> dict[str, float]:
-        """VmHWM (peak RSS) of each process tree, in MiB."""
-        children: dict[int, list[int]] = {}
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                fields = dict(
-                    line.split(":", 1)
-                    for line in status.read_text().splitlines()
-                    if ":" in line
-                )
-                children.setdefault(int(fields["PPid"]), []).append(
-                    int(status.parent.name)
-                )
-            except (OSError, ValueError, KeyError):
-                continue
-        peaks: dict[str, float] = {}
-        for name, proc in self.procs.items():
-            stack, peak = [proc.pid], 0
-            while stack:
-                pid = stack.pop()
-                stack.extend(children.get(pid, []))
-                try:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            peak = max(peak, int(line.split()[1]))
-                except OSError:
-                    continue
-            peaks[name] = round(peak / 1024, 1)
-        return peaks
-
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU time (user+system) used so far by each process tree, and by all
-        PostgreSQL and Redis server processes together."""
+    def _trees(self) -> tuple[dict[str, list[int]], dict[int, tuple[str, float]]]:
+        """Each stack process's tree of pids, and every pid's (name, CPU seconds)."""
         tick = os.sysconf("SC_CLK_TCK")
-        stats: dict[int, tuple[int, str, float]] = {}
+        children: dict[int, list[int]] = {}
+        info: dict[int, tuple[str, float]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 text = stat.read_text()
                 comm = text[text.index("(") + 1 : text.rindex(")")]
                 rest = text[text.rindex(")") + 2 :].split()
+                pid = int(stat.parent.name)
+                children.setdefault(int(rest[1]), []).append(pid)
                 # utime, stime, cutime, cstime (reaped children count too)
-                cpu = sum(int(x) for x in rest[11:15]) / tick
-                stats[int(stat.parent.name)] = (int(rest[1]), comm, cpu)
+                info[pid] = (comm, sum(int(x) for x in rest[11:15]) / tick)
             except (OSError, ValueError, IndexError):
                 continue
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in stats.items():
-            children.setdefault(ppid, []).append(pid)
-        out: dict[str, float] = {}
+        trees: dict[str, list[int]] = {}
         for name, proc in self.procs.items():
-            todo, total = [proc.pid], 0.0
+            todo, tree = [proc.pid], []
             while todo:
                 pid = todo.pop()
+                tree.append(pid)
                 todo.extend(children.get(pid, []))
-                total += stats.get(pid, (0, "", 0.0))[2]
-            out[name] = round(total, 1)
+            trees[name] = tree
+        return trees, info
+
+    @staticmethod
+    def _status_kb(pid: int, field: str) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(field):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def rss_mb(self) -> dict[str, float]:
+        """Current RSS of each process tree (sum over the tree), in MiB."""
+        trees, _ = self._trees()
+        return {
+            name: round(sum(self._status_kb(p, "VmRSS:") for p in tree) / 1024, 1)
+            for name, tree in trees.items()
+        }
+
+    def peak_memory_mb(self) -> dict[str, float]:
+        """Peak RSS (VmHWM) of the largest process in each tree, in MiB."""
+        trees, _ = self._trees()
+        return {
+            name: round(
+                max((self._status_kb(p, "VmHWM:") for p in tree), default=0) / 1024, 1
+            )
+            for name, tree in trees.items()
+        }
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user+system) used so far by each process tree, and by all
+        PostgreSQL and Redis server processes together."""
+        trees, info = self._trees()
+        out = {
+            name: round(sum(info.get(p, ("", 0.0))[1] for p in tree), 1)
+            for name, tree in trees.items()
+        }
         for server in ("postgres", "redis-server"):
             out[server] = round(
-                sum(cpu for _, comm, cpu in stats.values() if comm.startswith(server)),
-                1,
+                sum(cpu for comm, cpu in info.values() if comm.startswith(server)), 1
             )
         return out
 

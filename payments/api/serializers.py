@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
 from core.money import CURRENCY_EXPONENTS
@@ -9,6 +10,7 @@ from core.serializers import (
     StrictSerializer,
 )
 from payments.state import PaymentStatus
+from vault.logging import contains_pan
 
 
 class CurrencyField(StrictCharField):
@@ -27,6 +29,90 @@ class PaymentCreateSerializer(StrictSerializer):
     source = StrictCharField(max_length=40)
     description = StrictCharField(max_length=500, required=False, allow_blank=True)
     metadata = MetadataField(required=False)
+
+
+_CREATE_FIELDS = frozenset(("amount", "currency", "source", "description", "metadata"))
+
+
+def _plain_str(value: object, max_length: int, *, allow_blank: bool) -> bool:
+    """A string DRF's StrictCharField would return unchanged: no whitespace to
+    trim, nothing unprintable (NUL, surrogates), within length, no card number."""
+    return (
+        type(value) is str
+        and len(value) <= max_length
+        and (allow_blank or value != "")
+        and value == value.strip()
+        and value.isprintable()
+        and not contains_pan(value)
+    )
+
+
+def payment_create_parse(data: object) -> dict | None:
+    """``PaymentCreateSerializer(data=data).validated_data`` for the plain case,
+    without instantiating a serializer (DRF deep-copies its fields per instance:
+    ~1 ms of the ~2 ms a request costs), or None to let the serializer decide.
+
+    It accepts a subset of what the serializer accepts and returns the same
+    dict for it (tests/payments/test_intake_fast_path.py checks both with
+    generated inputs), so every refusal, and its wording, stays the serializer's.
+    """
+    if type(data) is not dict or not data.keys() <= _CREATE_FIELDS:
+        return None
+    amount, currency = data.get("amount"), data.get("currency")
+    source = data.get("source")
+    if type(amount) is not int or not 0 < amount <= settings.SURGE_MAX_AMOUNT:
+        return None
+    if type(currency) is not str or currency not in CURRENCY_EXPONENTS:
+        return None
+    if not _plain_str(source, 40, allow_blank=False):
+        return None
+    out = {"amount": amount, "currency": currency, "source": source}
+    if "description" in data:
+        if not _plain_str(data["description"], 500, allow_blank=True):
+            return None
+        out["description"] = data["description"]
+    if "metadata" in data:
+        metadata = data["metadata"]
+        if type(metadata) is not dict or len(metadata) > 50:
+            return None
+        for key, value in metadata.items():
+            if not 0 < len(key) <= 40 or contains_pan(key):
+                return None
+            if not _plain_str(value, 500, allow_blank=True):
+                return None
+        out["metadata"] = dict(metadata)
+    return out
+
+
+def _iso(value):
+    """DRF's DateTimeField output: ISO 8601 in the current zone, UTC as ``Z``."""
+    if value is None:
+        return None
+    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def payment_render(payment) -> dict:
+    """``PaymentSerializer(payment).data`` as a plain dict, ~20x cheaper (the
+    intake hot path renders every accepted payment); a test proves them equal."""
+    return {
+        "id": str(payment.id),
+        "object": "payment",
+        "amount": int(payment.amount),
+        "currency": str(payment.currency),
+        "status": str(payment.status),
+        "source": str(payment.source_id),
+        "description": str(payment.description),
+        "metadata": {str(k): str(v) for k, v in payment.metadata.items()},
+        "amount_refunded": int(payment.amount_refunded),
+        "failure_code": payment.failure_code or None,
+        "failure_message": payment.failure_message or None,
+        "reference": None if payment.reference is None else str(payment.reference),
+        "batch": None if payment.batch_id is None else str(payment.batch_id),
+        "created_at": _iso(payment.created_at),
+        "updated_at": _iso(payment.updated_at),
+        "settled_at": _iso(payment.settled_at),
+    }
 
 
 class PaymentSerializer(serializers.Serializer):

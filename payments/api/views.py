@@ -14,6 +14,8 @@ from payments.api.serializers import (
     PaymentSerializer,
     RefundCreateSerializer,
     RefundSerializer,
+    payment_create_parse,
+    payment_render,
 )
 from payments.exceptions import PaymentNotFound
 from payments.models import PaymentBatch
@@ -62,16 +64,20 @@ class PaymentListCreateView(APIView):
         parameters=[IDEMPOTENCY_HEADER],
     )
     def post(self, request):
-        check_key(request.headers.get("Idempotency-Key"))
-        serializer = PaymentCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        key = check_key(request.headers.get("Idempotency-Key"))
+        data = request.data
+        fields = payment_create_parse(data)
+        if fields is None:  # anything unusual: the serializer decides and words it
+            serializer = PaymentCreateSerializer(data=data)
+            serializer.is_valid(raise_exception=True)
+            fields = serializer.validated_data
         result = payment_accept(
             merchant=request.user.merchant,
-            key=request.headers["Idempotency-Key"],
+            key=key,
             path=request.path,
-            req_hash=request_hash(request.data),
-            render=lambda payment: PaymentSerializer(payment).data,
-            **serializer.validated_data,
+            req_hash=request_hash(data),
+            render=payment_render,
+            **fields,
         )
         if result.replayed:
             return Response(

@@ -2,10 +2,12 @@
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
 
+import psycopg
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import InvalidRequest
@@ -93,14 +95,14 @@ def payment_accept(
 ) -> idempotency.StoredResponse:
     """``POST /v1/payments``: the payment once per Idempotency-Key, replayed after.
 
-    On PostgreSQL the payment, its event and the idempotency record go in one
-    statement (three CTE inserts, atomic in autocommit): one round trip
-    instead of five. A concurrent request with the same key fails on the key's
-    unique index and replays the winner's stored response.
+    On PostgreSQL this is one statement, one round trip, its own transaction:
+    the idempotency record is inserted first (``ON CONFLICT`` on the key: a
+    live key inserts nothing, an expired one is taken over), and the payment
+    and its event are inserted only from the row that insert returned. A
+    concurrent request with the same key waits on the key's unique index until
+    the first commits, inserts nothing, and replays the stored response. The
+    statement is prepared once per connection (server-side binding).
     """
-    existing = idempotency.lookup(merchant, key)
-    if existing is not None:
-        return idempotency.replay(existing, method="POST", path=path, req_hash=req_hash)
     if connection.vendor != "postgresql":
         return idempotency.idempotent_call(
             merchant=merchant, key=key, method="POST", path=path, req_hash=req_hash,
@@ -109,7 +111,17 @@ def payment_accept(
                 description=description, metadata=metadata,
             ))),
         )  # fmt: skip
-    _check_payment(merchant=merchant, amount=amount, currency=currency, source=source)
+    try:
+        _check_payment(
+            merchant=merchant, amount=amount, currency=currency, source=source
+        )
+    except InvalidRequest:
+        # A retry of a request that was accepted replays it even if the same
+        # body would be refused today (the merchant's limit changed, say).
+        record = idempotency.lookup(merchant, key)
+        if record is None:
+            raise
+        return idempotency.replay(record, method="POST", path=path, req_hash=req_hash)
     now = timezone.now()
     payment = Payment(
         id=new_id("pay"), merchant_id=merchant.id, amount=amount, currency=currency,
@@ -117,49 +129,69 @@ def payment_accept(
         created_at=now, updated_at=now,
     )  # fmt: skip
     body = render(payment)
-    expires = now + timedelta(seconds=settings.SURGE_IDEMPOTENCY_TTL_SECONDS)
-    try:
-        with transaction.atomic():
-            wake_relay()
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _ACCEPT_SQL,
-                    [
-                        payment.id, merchant.id, amount, currency, source,
-                        description, json.dumps(payment.metadata), now, now,
-                        new_id("evt"), merchant.id,
-                        json.dumps({"amount": amount, "currency": currency}), now,
-                        merchant.id, key, "POST", path, req_hash,
-                        json.dumps(body), now, expires,
-                    ],
-                )  # fmt: skip
-    except IntegrityError:
+    params = [
+        merchant.id, key, path, req_hash, json.dumps(body), now,
+        now + timedelta(seconds=settings.SURGE_IDEMPOTENCY_TTL_SECONDS),
+        payment.id, amount, currency, source, description,
+        json.dumps(payment.metadata), now,
+        new_id("evt"), json.dumps({"amount": amount, "currency": currency}),
+    ]  # fmt: skip
+    for _ in range(2):
+        if _execute_accept(params):
+            wake_relay()  # after the commit: the relay finds the event
+            return idempotency.StoredResponse(202, body, False)
         record = idempotency.lookup(merchant, key)
-        if record is None:
-            raise
-        return idempotency.replay(record, method="POST", path=path, req_hash=req_hash)
-    return idempotency.StoredResponse(202, body, False)
+        if record is not None:
+            return idempotency.replay(
+                record, method="POST", path=path, req_hash=req_hash
+            )
+        # The key expired between the insert and the lookup: take it over.
+    raise RuntimeError("Idempotency key neither inserted nor found.")
+
+
+def _execute_accept(params: list) -> bool:
+    """Run ``_ACCEPT_SQL``; True if the payment was inserted."""
+    connection.ensure_connection()
+    # A test (or a caller) may hold a transaction open: a savepoint keeps a
+    # failed statement from aborting it. In autocommit the statement is its
+    # own transaction and needs no BEGIN/COMMIT round trips.
+    atomic = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with atomic, connection.wrap_database_errors:
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(_ACCEPT_SQL, params, prepare=True)
+            return cursor.fetchone()[0] == 1
 
 
 _ACCEPT_SQL = f"""
-WITH p AS (
+WITH k AS (
+    INSERT INTO {IdempotencyKey._meta.db_table} AS k (
+        merchant_id, "key", method, path, request_hash, response_status,
+        response_body, created_at, expires_at
+    ) VALUES (%s, %s, 'POST', %s, %s, 202, %s::jsonb, %s, %s)
+    ON CONFLICT (merchant_id, "key") DO UPDATE SET
+        method = EXCLUDED.method, path = EXCLUDED.path,
+        request_hash = EXCLUDED.request_hash,
+        response_status = EXCLUDED.response_status,
+        response_body = EXCLUDED.response_body,
+        created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+    WHERE k.expires_at <= EXCLUDED.created_at
+    RETURNING k.merchant_id, k.created_at
+), p AS (
     INSERT INTO {Payment._meta.db_table} (
         id, merchant_id, amount, currency, source_id, description, metadata,
         status, failure_code, failure_message, gateway, gateway_reference,
         attempts, amount_refunded, created_at, updated_at
-    ) VALUES (
-        %s, %s, %s, %s, %s, %s, %s::jsonb,
-        '{PaymentStatus.PENDING}', '', '', '', '', 0, 0, %s, %s
-    ) RETURNING id
+    )
+    SELECT %s, k.merchant_id, %s, %s, %s, %s, %s::jsonb,
+        '{PaymentStatus.PENDING}', '', '', '', '', 0, 0, k.created_at, %s
+    FROM k
+    RETURNING id, merchant_id, created_at
 ), e AS (
     INSERT INTO {Event._meta.db_table}
         (id, type, merchant_id, payment_id, data, created_at)
-    SELECT %s, '{EVENT_FOR_STATUS[PaymentStatus.PENDING]}', %s, p.id, %s::jsonb, %s
+    SELECT %s, '{EVENT_FOR_STATUS[PaymentStatus.PENDING]}', p.merchant_id, p.id,
+        %s::jsonb, p.created_at
     FROM p
 )
-INSERT INTO {IdempotencyKey._meta.db_table} (
-    merchant_id, key, method, path, request_hash, response_status,
-    response_body, created_at, expires_at
-)
-SELECT %s, %s, %s, %s, %s, 202, %s::jsonb, %s, %s FROM p
+SELECT count(*) FROM p
 """  # noqa: S608 (table names and constants only)

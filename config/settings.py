@@ -198,6 +198,7 @@ CELERY_TASK_ROUTES = {
     "payments.resolve": {"queue": "execute"},
     "payments.settle": {"queue": "settle"},
     "payments.refund": {"queue": "execute"},
+    "payments.deliver_webhooks": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep": {
@@ -207,6 +208,11 @@ CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {
         "task": "payments.purge_idempotency_keys",
         "schedule": 3600.0,
+    },
+    "deliver-webhooks": {
+        "task": "payments.deliver_webhooks",
+        "schedule": env.float("WEBHOOK_EVERY_SECONDS", default=1.0),
+        "options": {"expires": 10},  # a backlog of ticks is dropped, not replayed
     },
 }
 
@@ -234,6 +240,32 @@ SURGE_BENCH = env.bool("SURGE_BENCH", default=False) and not PRODUCTION
 SURGE_TASK_BATCH_SIZE = env.int("SURGE_TASK_BATCH_SIZE", default=200)
 # A non-terminal payment untouched this long is re-driven by the sweeper.
 SURGE_SWEEP_AFTER_SECONDS = env.int("SURGE_SWEEP_AFTER_SECONDS", default=60)
+
+# --- Webhooks to merchants (payments/services/webhooks.py) --------------------
+# Events newer than (oldest open writing transaction, or now) minus this margin
+# wait for the next dispatch: it covers clock skew between app servers and the
+# database and the gap between making an event id and inserting it.
+WEBHOOK_HORIZON_MARGIN_SECONDS = env.float(
+    "WEBHOOK_HORIZON_MARGIN_SECONDS", default=2.0
+)
+# Seconds to wait after attempt 1, 2, ...; one more attempt than entries, then
+# the delivery fails and a dead letter is opened. Each delay gets +-20% jitter.
+WEBHOOK_RETRY_SCHEDULE = [
+    int(s)
+    for s in env.list(
+        "WEBHOOK_RETRY_SCHEDULE",
+        default=["5", "300", "1800", "7200", "18000", "36000", "36000"],
+    )
+]
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=3.0)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=10.0)
+WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=16)  # per task run
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)  # claims per round
+# A claimed delivery whose worker died is due again after this long.
+WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=300)
+WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=16)  # per merchant
+# Endpoint URLs must be https unless DEBUG or this is set (tests, local dev).
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
 
 LOGGING = {
     "version": 1,

@@ -33,3 +33,7 @@ class MerchantInactive(PaymentError):
     status = 403
     type = "invalid_request_error"
     code = "merchant_inactive"
+
+
+class WebhookEndpointNotFound(PaymentError, NotFound):
+    pass

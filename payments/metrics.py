@@ -39,3 +39,15 @@ def payments_settled(latencies: Iterable[timedelta]) -> None:
         SETTLE_LATENCY.observe(latency.total_seconds())
         n += 1
     payment_finished("settled", "", n)
+
+
+WEBHOOK_DELIVERIES = Counter(
+    "surge_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (succeeded, retrying, failed).",
+    ["outcome"],
+)
+
+
+def webhook_deliveries(outcome: str, count: int) -> None:
+    if count:
+        WEBHOOK_DELIVERIES.labels(outcome).inc(count)

@@ -4,6 +4,7 @@ from django.db.models import F, Q
 
 from core.ids import new_id
 from payments.state import PaymentStatus
+from vault.fields import EncryptedTextField
 
 
 def mer_id():
@@ -343,3 +344,123 @@ class AuditLog(models.Model):
 
     def __str__(self):
         return f"{self.actor} {self.action} {self.object_type} {self.object_id}"
+
+
+def _webhook_id(prefix: str) -> str:
+    """A time-sortable id under ``prefix``: core.ids knows only ``wh``, whose body
+    (48-bit milliseconds + 80 random bits) is reused as is."""
+    return prefix + new_id("wh")[len("wh") :]
+
+
+def we_id():
+    return _webhook_id("we")
+
+
+def whd_id():
+    return _webhook_id("whd")
+
+
+class WebhookEndpoint(models.Model):
+    """Where a merchant wants its events posted, signed with ``secret``.
+
+    ``cursor`` is the id up to which the merchant's events have been turned into
+    deliveries (see ``payments.services.webhooks.dispatch``).
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        DISABLED = "disabled"
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=we_id, editable=False
+    )
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="webhook_endpoints"
+    )
+    url = models.CharField(max_length=2048)
+    # Standard Webhooks secret ("whsec_" + base64 of 24 random bytes), sealed
+    # with the vault keyring; shown once, at creation.
+    secret = EncryptedTextField()
+    # Event types to send; empty means every type.
+    enabled_events = models.JSONField(default=list, blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE
+    )
+    cursor = models.CharField(max_length=40, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "disabled"]),
+                name="webhook_endpoint_status_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return str(self.pk)
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint. Unique per (endpoint, event): dispatching the
+    same event twice never delivers it twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=whd_id, editable=False
+    )
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        db_index=False,  # (endpoint, -id) below serves the FK and the list
+    )
+    event_id = models.CharField(max_length=40)
+    event_type = models.CharField(max_length=64)
+    payment_id = models.CharField(max_length=40, blank=True, default="")
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    # When a pending delivery is next due; while claimed, the end of the lease.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    # A short classification ("HTTP 500", "ReadTimeout"); never a response body.
+    last_error = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(
+                fields=["endpoint", "-id"], name="webhook_delivery_endpoint_id"
+            ),
+            models.Index(
+                fields=["next_attempt_at"],
+                name="webhook_delivery_due",
+                condition=Q(status="pending"),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "event_id"], name="webhook_delivery_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "succeeded", "failed"]),
+                name="webhook_delivery_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="pending") | Q(next_attempt_at__isnull=False),
+                name="webhook_delivery_pending_is_scheduled",
+            ),
+        ]
+
+    def __str__(self):
+        return str(self.pk)

@@ -1,10 +1,20 @@
 """Admin: merchants and keys, payments (no card data), dead letters with
-retry / refund / resolve actions that call services and leave an audit trail."""
+retry / refund / resolve actions, webhook endpoints (never their secret) and
+deliveries with "retry now"; every action calls a service and is audited."""
 
 from django.contrib import admin, messages
 
 from core.money import Money
-from payments.models import ApiKey, AuditLog, DeadLetter, Event, Merchant, Payment
+from payments.models import (
+    ApiKey,
+    AuditLog,
+    DeadLetter,
+    Event,
+    Merchant,
+    Payment,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from payments.services import operations
 from payments.services.keys import api_key_revoke
 
@@ -123,3 +133,67 @@ class AuditLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Read-only: endpoints are created through the API (the secret is shown
+    once, there); the secret column is never rendered here."""
+
+    list_display = ("id", "merchant", "url", "status", "created_at")
+    list_filter = ("status",)
+    search_fields = ("id", "merchant__id", "url")
+    list_select_related = ("merchant",)
+    fields = readonly_fields = (
+        "id",
+        "merchant",
+        "url",
+        "enabled_events",
+        "status",
+        "cursor",
+        "created_at",
+        "disabled_at",
+    )
+    actions = ["disable"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Disable: stop sending events to these endpoints")
+    def disable(self, request, queryset):
+        actor = request.user.get_username()
+        for endpoint in queryset.filter(status=WebhookEndpoint.Status.ACTIVE):
+            operations.webhook_endpoint_disable(endpoint=endpoint, actor=actor)
+            self.message_user(request, f"{endpoint.pk}: disabled", messages.INFO)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "endpoint",
+        "event_type",
+        "event_id",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+    )
+    list_filter = ("status", "event_type")
+    search_fields = ("id", "event_id", "payment_id", "endpoint__id")
+    show_full_result_count = False
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+    actions = ["retry_now"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Retry now: one more attempt for failed deliveries")
+    def retry_now(self, request, queryset):
+        actor = request.user.get_username()
+        for delivery in queryset:
+            outcome = operations.webhook_delivery_retry_now(
+                delivery=delivery, actor=actor
+            )
+            self.message_user(request, f"{delivery.pk}: {outcome}", messages.INFO)

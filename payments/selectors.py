@@ -1,4 +1,4 @@
-from payments.models import Merchant, Payment
+from payments.models import Merchant, Payment, WebhookDelivery, WebhookEndpoint
 
 
 def payment_get(*, merchant: Merchant, payment_id: str) -> Payment | None:
@@ -41,3 +41,25 @@ def settled_payments(*, since=None):
         )
         .iterator(chunk_size=5000)
     )
+
+
+def webhook_endpoint_get(
+    *, merchant: Merchant, endpoint_id: str
+) -> WebhookEndpoint | None:
+    return WebhookEndpoint.objects.filter(pk=endpoint_id, merchant=merchant).first()
+
+
+def webhook_endpoint_list(*, merchant: Merchant) -> list[WebhookEndpoint]:
+    """Newest first; a merchant has a handful (WEBHOOK_MAX_ENDPOINTS active)."""
+    return list(WebhookEndpoint.objects.filter(merchant=merchant).order_by("-pk"))
+
+
+def webhook_delivery_list(
+    *, endpoint: WebhookEndpoint, limit: int, starting_after: str | None = None
+) -> tuple[list[WebhookDelivery], bool]:
+    """Newest first, cursor by id like the payments list."""
+    qs = WebhookDelivery.objects.filter(endpoint=endpoint).defer("payload")
+    if starting_after:
+        qs = qs.filter(pk__lt=starting_after)
+    rows = list(qs.order_by("-pk")[: limit + 1])
+    return rows[:limit], len(rows) > limit

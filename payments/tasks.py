@@ -4,7 +4,7 @@ which is what makes ``acks_late`` and redelivery on worker loss safe."""
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from payments.services import idempotency, pipeline, refunds, sweeper
+from payments.services import idempotency, pipeline, refunds, sweeper, webhooks
 
 # Transient database errors are retried with backoff and jitter; anything that
 # is still failing is left to the sweeper, which re-drives by payment state.
@@ -51,6 +51,13 @@ def sweep() -> dict:
 @shared_task(name="payments.purge_idempotency_keys", queue="default", acks_late=True)
 def purge_idempotency_keys() -> int:
     return idempotency.purge_expired()
+
+
+@shared_task(name="payments.deliver_webhooks", queue="default", acks_late=True)
+def deliver_webhooks() -> dict:
+    """Beat, every second: dispatch new events, post due deliveries. Overlapping
+    runs share the work (SKIP LOCKED), so a slow run never blocks the next."""
+    return webhooks.run_once()
 
 
 STAGE_TASKS = {

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from payments.api import views
+from payments.api import views, webhooks
 
 urlpatterns = [
     path("payments", views.PaymentListCreateView.as_view(), name="payments"),
@@ -10,4 +10,13 @@ urlpatterns = [
     path("payments/<str:payment_id>/refunds", views.RefundCreateView.as_view()),
     path("payment_batches", views.PaymentBatchCreateView.as_view()),
     path("payment_batches/<str:batch_id>", views.PaymentBatchDetailView.as_view()),
+    path("webhook_endpoints", webhooks.WebhookEndpointListCreateView.as_view()),
+    path(
+        "webhook_endpoints/<str:endpoint_id>",
+        webhooks.WebhookEndpointDetailView.as_view(),
+    ),
+    path(
+        "webhook_endpoints/<str:endpoint_id>/deliveries",
+        webhooks.WebhookDeliveryListView.as_view(),
+    ),
 ]

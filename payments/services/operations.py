@@ -2,7 +2,7 @@
 
 from django.db import transaction
 
-from payments.models import AuditLog, DeadLetter
+from payments.models import AuditLog, DeadLetter, WebhookDelivery, WebhookEndpoint
 from payments.services.deadletters import dead_letter_resolve
 from payments.services.relay import publish
 from payments.services.sweeper import STAGE_FOR_STATUS
@@ -50,3 +50,27 @@ def dead_letter_close(*, dead_letter: DeadLetter, actor: str, note: str) -> bool
         done = dead_letter_resolve(dead_letter=dead_letter, resolution=note)
         audit(actor=actor, action="dead_letter.resolve", obj=dead_letter, detail=note)
     return done
+
+
+def webhook_delivery_retry_now(*, delivery: WebhookDelivery, actor: str) -> str:
+    """Give a failed webhook delivery one more attempt now; say what happened."""
+    from payments.services.webhooks import webhook_delivery_retry
+
+    with transaction.atomic():
+        if webhook_delivery_retry(delivery_ids=[delivery.pk]):
+            outcome = "due now for one more attempt"
+        else:
+            outcome = f"not retried: delivery is {delivery.status}, not failed"
+        audit(
+            actor=actor, action="webhook_delivery.retry", obj=delivery, detail=outcome
+        )
+    return outcome
+
+
+def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, actor: str) -> str:
+    from payments.services.webhooks import webhook_endpoint_disable
+
+    with transaction.atomic():
+        webhook_endpoint_disable(endpoint=endpoint)
+        audit(actor=actor, action="webhook_endpoint.disable", obj=endpoint)
+    return "disabled"

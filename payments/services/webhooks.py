@@ -40,6 +40,7 @@ from payments.models import (
     Refund,
     WebhookDelivery,
     WebhookEndpoint,
+    whd_id,
 )
 from payments.services.deadletters import dead_letter_record
 from payments.state import EVENT_FOR_STATUS
@@ -299,11 +300,15 @@ def _dispatch_round(batch_size: int) -> tuple[int, int, bool]:
             if row[0] > endpoint.cursor
             and (not endpoint.enabled_events or row[1] in endpoint.enabled_events)
         ]
-        payloads = _payloads({row for _, row in wanted})
+        payloads = _payloads({row[0]: row for _, row in wanted}.values())
         now = timezone.now()
+        # Ids of one millisecond sort randomly: hand them out sorted, so the
+        # deliveries list (newest first, by id) follows the events' order.
+        ids = sorted(whd_id() for _ in wanted)
         WebhookDelivery.objects.bulk_create(
             [
                 WebhookDelivery(
+                    id=delivery_id,
                     endpoint_id=endpoint.pk,
                     event_id=row[0],
                     event_type=row[1],
@@ -311,7 +316,7 @@ def _dispatch_round(batch_size: int) -> tuple[int, int, bool]:
                     payload=payloads[row[0]],
                     next_attempt_at=now,
                 )
-                for endpoint, row in wanted
+                for delivery_id, (endpoint, row) in zip(ids, wanted, strict=True)
             ],
             batch_size=1000,
             ignore_conflicts=True,
@@ -322,12 +327,13 @@ def _dispatch_round(batch_size: int) -> tuple[int, int, bool]:
     return len(rows), len(wanted), more
 
 
-def _payloads(rows: set[tuple]) -> dict[str, dict]:
+def _payloads(rows: Iterable[tuple]) -> dict[str, dict]:
     """Event id -> ``{id, object, type, created, data: {object}}``, the object
     rendered as the API renders it (a payment, or a refund for refund events).
     Payments hold only a token id; no card data can appear."""
     from payments.api.serializers import PaymentSerializer, RefundSerializer
 
+    rows = list(rows)
     refund_ids = {r[4].get("refund") for r in rows if r[1].startswith("refund.")}
     payment_ids = {r[3] for r in rows if r[3]}
     refunds = {r.pk: r for r in Refund.objects.filter(pk__in=refund_ids - {None})}
@@ -385,8 +391,7 @@ class _Outcome:
 def deliver_due(*, budget_seconds: float = 10.0) -> dict[str, int]:
     """Post due deliveries in claimed batches until none is due or the budget
     is spent; return counts by outcome. Must not run inside a transaction."""
-    if connection.in_atomic_block:
-        raise RuntimeError("deliver_due posts over HTTP: call it outside atomic().")
+    _require_no_transaction()
     totals: Counter[str] = Counter()
     deadline = time.monotonic() + budget_seconds
     while True:
@@ -398,6 +403,12 @@ def deliver_due(*, budget_seconds: float = 10.0) -> dict[str, int]:
         if len(claims) < settings.WEBHOOK_BATCH_SIZE or time.monotonic() > deadline:
             break
     return dict(totals)
+
+
+def _require_no_transaction() -> None:
+    """No transaction (nor row lock) may be held across the HTTP calls."""
+    if connection.in_atomic_block:
+        raise RuntimeError("deliver_due posts over HTTP: call it outside atomic().")
 
 
 def _claim(limit: int) -> list[_Claim]:

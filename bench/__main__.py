@@ -1,6 +1,7 @@
 """The salary-day benchmark: a real burst against the production-like stack.
 
     python -m bench --scenario burst-batch            (make bench)
+    python -m bench --scenario all                    (batch, single, steady)
     python -m bench --scenario burst-single --rate 600
     python -m bench --scenario steady --rate 300 --duration 180
     python -m bench --scenario baseline --rate 800
@@ -465,13 +466,17 @@ def report(args, load: LoadResult, figures: dict | None, checks: dict, memory: d
 
 def _append(row: dict) -> None:
     header = (
-        "| when (UTC) | scenario | machine | payments | accepted/s | settled/s | "
-        "last settled after (s) | intake p50/p95/p99 ms | accept->settled p50/p95/p99 ms "
-        "| errors | checks |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| when (UTC) | scenario | machine | payments | accepted/s | baseline req/s "
+        "(intake / baseline) | settled/s | last settled after (s) | last settle - last "
+        "accept (s) | intake p50/p95/p99 ms | accept->settled p50/p95/p99 ms | errors "
+        "| checks |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    if not RESULTS.exists() or "| when (UTC) |" not in RESULTS.read_text():
+    if not RESULTS.exists() or header.splitlines()[0] not in RESULTS.read_text():
         with RESULTS.open("a") as f:
-            f.write("\n## Runs (appended by `make bench`)\n\n" + header)
+            f.write(
+                "\n## Runs with the side-by-side baseline (appended by `make bench`)\n\n"
+                + header
+            )
     checks = row.get("checks") or {}
     ok = (
         "all pass"
@@ -486,26 +491,45 @@ def _append(row: dict) -> None:
         f"{row['settle_p50_ms']}/{row['settle_p95_ms']}/{row['settle_p99_ms']}"
         if "settle_p50_ms" in row else "-"
     )  # fmt: skip
+    baseline = (
+        f"{row['baseline']['requests_per_s']} ({row['intake_vs_baseline']:.0%})"
+        if "intake_vs_baseline" in row else "-"
+    )  # fmt: skip
     with RESULTS.open("a") as f:
         f.write(
             f"| {row['when']} | {row['scenario']} | {row['machine']} | "
-            f"{row.get('payments', row['ok'])} | {row['accepted_per_s']} | "
+            f"{row.get('payments', row['ok'])} | {row['accepted_per_s']} | {baseline} | "
             f"{row.get('settled_per_s', '-')} | {row.get('last_settled_after_s', '-')} | "
+            f"{row.get('last_settle_minus_last_accept_s', '-')} | "
             f"{row['intake_p50_ms']}/{row['intake_p95_ms']}/{row['intake_p99_ms']} | "
             f"{settle} | {row['errors'] or 0} | {ok} |\n"
         )
 
 
+SCENARIOS = ["burst-batch", "burst-single", "steady", "baseline"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
-        "--scenario", default="burst-batch",
-        choices=["burst-batch", "burst-single", "steady", "baseline"],
+        "--scenario", default="burst-batch", choices=[*SCENARIOS, "all"],
+        help="all = burst-batch, burst-single and steady, each on a fresh stack",
     )  # fmt: skip
     p.add_argument("--payments", type=int, default=100_000)
+    p.add_argument(
+        "--single-payments", type=int, default=20_000,
+        help="payments for burst-single within --scenario all",
+    )  # fmt: skip
     p.add_argument("--merchants", type=int, default=10)
     p.add_argument("--rate", type=int, default=800, help="requests/s (single, steady)")
+    p.add_argument("--steady-rate", type=int, default=None,
+                   help="steady's rate within --scenario all (default: --rate)")  # fmt: skip
     p.add_argument("--duration", type=int, default=180, help="seconds (steady)")
+    p.add_argument(
+        "--baseline-requests", type=int, default=None,
+        help="bare-INSERT requests offered before burst-single/steady on the same "
+        "stack (default: as many as the scenario's payments, at most 20,000; 0: none)",
+    )  # fmt: skip
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     p.add_argument("--concurrency", type=int, default=4, help="pool size per worker")
@@ -526,12 +550,29 @@ def main(argv=None) -> int:
         p.error("--latency-ms must look like 20-50")
     if args.payments <= 0 or args.rate <= 0 or args.merchants <= 0:
         p.error("--payments, --rate and --merchants must be positive")
+    if args.baseline_requests is not None and args.baseline_requests < 0:
+        p.error("--baseline-requests must be 0 or more")
     args.latency_ms = (lo, hi)
+    if args.scenario != "all":
+        return run_scenario(args)
+    status = 0
+    for scenario in ("burst-batch", "burst-single", "steady"):
+        sub = argparse.Namespace(**vars(args))
+        sub.scenario = scenario
+        if scenario == "burst-single":
+            sub.payments = args.single_payments
+        if scenario == "steady" and args.steady_rate:
+            sub.rate = args.steady_rate
+        status |= run_scenario(sub)
+    return status
 
+
+def run_scenario(args) -> int:
     stack = Stack(args)
     run_id = uuid.uuid4().hex[:8]
     print(
-        f"starting the stack (web :{stack.web_port}, simulator :{stack.sim_port}) ..."
+        f"{args.scenario}: starting the stack "
+        f"(web :{stack.web_port}, simulator :{stack.sim_port}) ..."
     )
     stack.up()
     try:
@@ -543,15 +584,33 @@ def main(argv=None) -> int:
             return 0
         merchants = setup_merchants(args.merchants)
         extra_rows: dict = {}
-        cpu_before = stack.cpu_seconds()
-        t_start = time.time()
         if args.scenario == "burst-batch":
+            cpu_before = stack.cpu_seconds()
+            t_start = time.time()
             load = load_batch(stack, merchants, args.payments, run_id)
             expected = load.ok * 1000
         else:
             total = args.payments if args.scenario == "burst-single" else (
                 args.rate * args.duration
             )  # fmt: skip
+            # The bare-INSERT baseline, side by side: same stack, same offered
+            # rate, just before; intake efficiency is the ratio of the two.
+            n_base = (
+                min(total, 20_000)
+                if args.baseline_requests is None
+                else args.baseline_requests
+            )
+            if n_base:
+                base = load_baseline(stack, n_base, args.rate)
+                extra_rows["baseline"] = {
+                    "requests_per_s": round(base.ok / base.duration, 1),
+                    "intake_p50_ms": round(percentile(base.latencies, 50) * 1000, 1),
+                    "intake_p99_ms": round(percentile(base.latencies, 99) * 1000, 1),
+                    "errors": dict(base.errors),
+                }
+                time.sleep(2)  # let the server's backlog drain
+            cpu_before = stack.cpu_seconds()
+            t_start = time.time()
             samples: list[tuple[float, dict]] = []
             sampling = threading.Event()
 
@@ -566,6 +625,12 @@ def main(argv=None) -> int:
             expected = load.ok
             if samples:
                 extra_rows["rss_mb_over_time"] = samples
+            if n_base and load.duration:
+                extra_rows["intake_vs_baseline"] = round(
+                    (load.ok / load.duration)
+                    / max(extra_rows["baseline"]["requests_per_s"], 0.1),
+                    3,
+                )
         print(
             f"load done: {load.ok} ok of {load.sent} in {load.duration:.1f}s; settling..."
         )

@@ -104,7 +104,10 @@ class ApiKey(models.Model):
 class IdempotencyKey(models.Model):
     """A request's Idempotency-Key, scoped to the merchant, with its response."""
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE)
+    # Two indexes only (every single payment writes one of these rows): the
+    # primary key and the unique (merchant, key), which also serves the FK.
+    # Purging walks the primary key: keys expire in insertion order.
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, db_index=False)
     key = models.CharField(max_length=255)
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=255)
@@ -112,7 +115,7 @@ class IdempotencyKey(models.Model):
     response_status = models.PositiveSmallIntegerField()
     response_body = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField()
 
     class Meta:
         constraints = [
@@ -175,6 +178,7 @@ class Payment(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="payments",
+        db_index=False,  # partial index below: single payments have no batch
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -183,6 +187,11 @@ class Payment(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["merchant", "-id"], name="payment_merchant_id_desc"),
+            models.Index(
+                fields=["batch"],
+                name="payment_batch",
+                condition=Q(batch__isnull=False),
+            ),
             models.Index(
                 fields=["status", "updated_at"],
                 name="payment_open_by_age",

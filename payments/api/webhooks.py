@@ -45,7 +45,7 @@ class WebhookEndpointSerializer(serializers.Serializer):
     object = serializers.SerializerMethodField()
     url = serializers.CharField()
     enabled_events = serializers.ListField(child=serializers.CharField())
-    status = serializers.ChoiceField(choices=WebhookEndpoint.Status.choices)
+    status = serializers.CharField(help_text="active or disabled")
     created_at = serializers.DateTimeField()
 
     def get_object(self, obj) -> str:
@@ -69,7 +69,7 @@ class WebhookDeliverySerializer(serializers.Serializer):
     object = serializers.SerializerMethodField()
     event = serializers.CharField(source="event_id")
     event_type = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.CharField(help_text="pending, succeeded or failed")
     attempts = serializers.IntegerField()
     next_attempt_at = serializers.SerializerMethodField()
     last_status_code = serializers.IntegerField(allow_null=True)

@@ -582,7 +582,8 @@ def _record(outcomes: Sequence[_Outcome]) -> Counter[str]:
                     message=(
                         f"Webhook delivery {claim.id} of event {claim.event_id} to "
                         f"endpoint {claim.endpoint_id} failed after "
-                        f"{claim.attempts} attempts (last: {outcome.error})."
+                        f"{claim.attempts} attempts (last: {outcome.error}). "
+                        "Retry it from Webhook deliveries in the admin."
                     ),
                     payment_id=claim.payment_id or None,
                 )

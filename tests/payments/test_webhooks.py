@@ -285,8 +285,8 @@ def test_an_event_committed_late_with_an_older_id_is_still_delivered(
     settings.WEBHOOK_HORIZON_MARGIN_SECONDS = 0.05
     endpoint, secret = endpoint_for(merchant, receiver)
     payment = make_payment(merchant)
-    late_id = new_id("evt")  # made first ...
     conn = _open_transaction()
+    late_id = new_id("evt")  # made first ...
     try:
         _insert_uncommitted(conn, late_id, merchant, payment)
         time.sleep(0.01)
@@ -315,8 +315,8 @@ def test_without_the_horizon_that_late_event_would_be_lost(
     monkeypatch.setattr(webhooks, "horizon_ms", webhooks._now_ms)
     endpoint_for(merchant, receiver)
     payment = make_payment(merchant)
-    late_id = new_id("evt")
     conn = _open_transaction()
+    late_id = new_id("evt")
     try:
         _insert_uncommitted(conn, late_id, merchant, payment)
         time.sleep(0.01)

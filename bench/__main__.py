@@ -129,7 +129,8 @@ class Stack:
             "-w", str(self.args.web_workers), "--threads", str(self.args.web_threads),
             "--backlog", "4096", "--log-level", "warning",
         )  # fmt: skip
-        for i in range(self.args.workers):
+        pipeline = not self.args.intake_only
+        for i in range(self.args.workers if pipeline else 0):
             self.start(
                 f"worker{i}", str(BIN / "celery"), "-A", "config", "worker",
                 "-Q", "validate,execute,settle,default", "-P", self.args.pool,
@@ -137,14 +138,15 @@ class Stack:
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
                 "--loglevel", "WARNING",
             )  # fmt: skip
-        for i in range(self.args.relays):
+        for i in range(self.args.relays if pipeline else 0):
             self.start(
                 f"relay{i}", PY, "manage.py", "run_relay", "--poll-seconds", "0.5"
             )
-        self.start(
-            "beat", str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "WARNING",
-            "--schedule", str(OUT / "beat-schedule"),
-        )  # fmt: skip
+        if pipeline:
+            self.start(
+                "beat", str(BIN / "celery"), "-A", "config", "beat",
+                "--loglevel", "WARNING", "--schedule", str(OUT / "beat-schedule"),
+            )  # fmt: skip
         _wait_port(self.sim_port)
         _wait_port(self.web_port)
         time.sleep(2)  # workers connect to the broker
@@ -215,6 +217,21 @@ class Stack:
             out[server] = round(
                 sum(cpu for comm, cpu in info.values() if comm.startswith(server)), 1
             )
+        # PostgreSQL's time by the process it served (application_name), for
+        # the backends alive now; callers difference two readings.
+        try:
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pid, application_name FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                for pid, app in cursor.fetchall():
+                    key = f"postgres[{app or '?'}]"
+                    out[key] = round(out.get(key, 0) + info.get(pid, ("", 0.0))[1], 1)
+        except Exception as exc:  # the breakdown is a nicety, never fatal
+            print(f"(no PostgreSQL breakdown: {exc})")
         return out
 
     def down(self) -> None:
@@ -287,7 +304,9 @@ def load_single(
         return "POST", "/v1/payments", {
             "Authorization": f"Bearer {secret}",
             "Content-Type": "application/json",
-            "Idempotency-Key": f"{run_id}-{i}",
+            # Letters between the parts: a run of 13+ digits (run id + counter)
+            # would look like a card number and be refused, as it should be.
+            "Idempotency-Key": f"{run_id}k{i}",
         }, body  # fmt: skip
 
     return asyncio.run(
@@ -305,13 +324,13 @@ def load_batch(stack: Stack, merchants, total: int, run_id: str) -> LoadResult:
     def make(b: int):
         _, secret, token = merchants[b % len(merchants)]
         items = [
-            _payment_body(token, 1000 + i % 5000, reference=f"{run_id}-{b}-{i}")
+            _payment_body(token, 1000 + i % 5000, reference=f"{run_id}b{b}p{i}")
             for i in range(size)
         ]
         return "POST", "/v1/payment_batches", {
             "Authorization": f"Bearer {secret}",
             "Content-Type": "application/json",
-            "Idempotency-Key": f"{run_id}-batch-{b}",
+            "Idempotency-Key": f"{run_id}batch{b}",
         }, json.dumps({"payments": items}).encode()  # fmt: skip
 
     # Offered as fast as 4 connections take them: a payroll provider uploading.
@@ -536,6 +555,11 @@ def main(argv=None) -> int:
     p.add_argument("--pool", default="prefork", choices=["prefork", "threads"])
     p.add_argument("--prefetch", type=int, default=1, help="Celery prefetch multiplier")
     p.add_argument("--relays", type=int, default=1)
+    p.add_argument(
+        "--intake-only", action="store_true",
+        help="burst-single/steady without workers, relay or beat: intake's own "
+        "cost and the baseline ratio without the pipeline competing for the cores",
+    )  # fmt: skip
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--web-threads", type=int, default=8)
     p.add_argument("--task-batch", type=int, default=500)
@@ -601,8 +625,14 @@ def run_scenario(args) -> int:
                 else args.baseline_requests
             )
             if n_base:
+                base_cpu = stack.cpu_seconds()
                 base = load_baseline(stack, n_base, args.rate)
+                base_cpu = {
+                    k: round(v - base_cpu.get(k, 0), 1)
+                    for k, v in stack.cpu_seconds().items()
+                }
                 extra_rows["baseline"] = {
+                    "cpu_seconds": base_cpu,
                     "requests_per_s": round(base.ok / base.duration, 1),
                     "intake_p50_ms": round(percentile(base.latencies, 50) * 1000, 1),
                     "intake_p99_ms": round(percentile(base.latencies, 99) * 1000, 1),
@@ -634,6 +664,18 @@ def run_scenario(args) -> int:
         print(
             f"load done: {load.ok} ok of {load.sent} in {load.duration:.1f}s; settling..."
         )
+        if args.intake_only:
+            cpu_after = stack.cpu_seconds()
+            cpu = {
+                k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 1)
+                for k in cpu_after
+            }
+            args.scenario += " (intake only)"
+            report(
+                args, load, None, {}, stack.peak_memory_mb(), t_start, None,
+                extra={"cpu_seconds": cpu, **extra_rows},
+            )  # fmt: skip
+            return 0
         t_final = wait_final(expected, args.settle_timeout)
         cpu_after = stack.cpu_seconds()
         cpu = {

@@ -8,6 +8,7 @@ work; tasks are published before the claim commits, so a crash re-publishes
 import json
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
@@ -109,19 +110,67 @@ def _listener():
     return conn
 
 
+STAGE_QUEUES = ("validate", "execute", "settle")
+
+
+class StageBacklog:
+    """Messages waiting (not yet taken by a worker) in the stage queues.
+
+    A waiting message means every worker process is busy: publishing another
+    small batch then only adds per-task cost (a message, a transaction and its
+    commit per stage), so the relay holds and lets events gather into bigger
+    batches. One broker connection, reopened after an error; an unreadable
+    broker counts as no backlog (never hold on a guess).
+    """
+
+    def __init__(self, queues: Sequence[str] = STAGE_QUEUES):
+        self.queues = queues
+        self._conn = None
+
+    def __call__(self) -> int:
+        from config.celery import app
+
+        try:
+            if self._conn is None:
+                self._conn = app.connection_for_read()
+            channel = self._conn.default_channel
+            return sum(
+                channel.queue_declare(queue=q, passive=True).message_count
+                for q in self.queues
+            )
+        except Exception:
+            logger.debug("stage backlog unavailable", exc_info=True)
+            self.close()
+            return 0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.release()
+            except Exception:
+                logger.debug("closing the broker connection failed", exc_info=True)
+            self._conn = None
+
+
 def run_relay(
     *,
     stop: threading.Event,
     poll_seconds: float = 1.0,
     batch_size: int = 2000,
     linger_seconds: float = 0.05,
+    hold_seconds: float = 0.5,
+    backlog: Callable[[], int] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> None:
     """Relay until ``stop`` is set: drain, then sleep until NOTIFY or the poll.
 
     After a wake-up it lingers ``linger_seconds`` so that a stream of single
     payments (one NOTIFY each) leaves in batches of tens to hundreds, not as
-    one tiny task per payment per stage; the stages keep those batches.
+    one tiny task per payment per stage; the stages keep those batches. While
+    ``backlog()`` says stage messages are waiting for a worker, it holds a
+    while longer (at most ``hold_seconds``): under load batches grow to
+    hundreds and the pipeline's cost per payment falls towards the payroll
+    batches'; when idle nothing is held.
     """
     listener = _listener()
     try:
@@ -143,6 +192,20 @@ def run_relay(
                 for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
                     pass
                 stop.wait(linger_seconds)
+            _hold_while_busy(stop, backlog, hold_seconds)
     finally:
         if listener is not None:
             listener.close()
+        if isinstance(backlog, StageBacklog):
+            backlog.close()
+
+
+def _hold_while_busy(
+    stop: threading.Event, backlog: Callable[[], int] | None, hold_seconds: float
+) -> None:
+    if backlog is None or hold_seconds <= 0:
+        return
+    deadline = time.monotonic() + hold_seconds
+    while time.monotonic() < deadline and backlog() > 0:
+        if stop.wait(0.02):
+            return

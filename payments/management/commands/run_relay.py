@@ -3,7 +3,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from payments.services.relay import run_relay
+from payments.services.relay import StageBacklog, run_relay
 
 
 class Command(BaseCommand):
@@ -16,11 +16,17 @@ class Command(BaseCommand):
             "--linger-ms", type=int, default=50,
             help="wait after a wake-up so single payments leave in batches",
         )  # fmt: skip
+        parser.add_argument(
+            "--hold-ms", type=int, default=500,
+            help="while stage messages wait for a worker, hold up to this long so "
+            "batches grow under load (0: never hold)",
+        )  # fmt: skip
 
-    def handle(self, *args, poll_seconds, batch_size, linger_ms, **opts):
-        if poll_seconds <= 0 or batch_size <= 0 or linger_ms < 0:
+    def handle(self, *args, poll_seconds, batch_size, linger_ms, hold_ms, **opts):
+        if poll_seconds <= 0 or batch_size <= 0 or linger_ms < 0 or hold_ms < 0:
             self.stderr.write(
-                "--poll-seconds and --batch-size must be positive, --linger-ms >= 0."
+                "--poll-seconds and --batch-size must be positive, "
+                "--linger-ms and --hold-ms >= 0."
             )
             raise SystemExit(2)
         stop = threading.Event()
@@ -32,5 +38,7 @@ class Command(BaseCommand):
             poll_seconds=poll_seconds,
             batch_size=batch_size,
             linger_seconds=linger_ms / 1000,
+            hold_seconds=hold_ms / 1000,
+            backlog=StageBacklog() if hold_ms else None,
         )
         self.stdout.write("relay stopped")

@@ -158,7 +158,7 @@ def run_relay(
     poll_seconds: float = 1.0,
     batch_size: int = 2000,
     linger_seconds: float = 0.05,
-    hold_seconds: float = 0.5,
+    hold_seconds: float = 0.0,
     backlog: Callable[[], int] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> None:
@@ -166,11 +166,11 @@ def run_relay(
 
     After a wake-up it lingers ``linger_seconds`` so that a stream of single
     payments (one NOTIFY each) leaves in batches of tens to hundreds, not as
-    one tiny task per payment per stage; the stages keep those batches. While
-    ``backlog()`` says stage messages are waiting for a worker, it holds a
-    while longer (at most ``hold_seconds``): under load batches grow to
-    hundreds and the pipeline's cost per payment falls towards the payroll
-    batches'; when idle nothing is held.
+    one tiny task per payment per stage; the stages keep those batches. Under
+    load (``backlog()`` says stage messages wait for a worker, or payments
+    arrive by the hundred a second) it holds a while longer, at most
+    ``hold_seconds``, so batches grow to a full task and the pipeline's cost
+    per payment falls towards the payroll batches'; light load is not held.
     """
     listener = _listener()
     try:
@@ -200,12 +200,39 @@ def run_relay(
             backlog.close()
 
 
+def pending_events(limit: int) -> int:
+    """How many events wait for the relay, counted up to ``limit`` (an index-only
+    walk of the partial index on unpublished events)."""
+    if connection.vendor != "postgresql":
+        return Event.objects.filter(published_at__isnull=True)[:limit].count()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {Event._meta.db_table} "  # noqa: S608
+            "WHERE published_at IS NULL LIMIT %s) AS e",
+            [limit],
+        )
+        return cursor.fetchone()[0]
+
+
+# More than this many events gathered during one linger means hundreds of
+# payments a second are arriving: worth waiting for a fuller batch.
+BUSY_AFTER_LINGER = 20
+
+
 def _hold_while_busy(
     stop: threading.Event, backlog: Callable[[], int] | None, hold_seconds: float
 ) -> None:
-    if backlog is None or hold_seconds <= 0:
+    """Hold (at most ``hold_seconds``) while workers have a backlog, or while
+    payments arrive fast and a full task batch has not gathered yet. Light
+    load is never held: a trickle of payments leaves after the linger."""
+    if hold_seconds <= 0:
         return
+    target = settings.SURGE_TASK_BATCH_SIZE
     deadline = time.monotonic() + hold_seconds
-    while time.monotonic() < deadline and backlog() > 0:
-        if stop.wait(0.02):
+    while time.monotonic() < deadline:
+        if backlog is None or backlog() == 0:
+            waiting = pending_events(target)
+            if waiting >= target or waiting < BUSY_AFTER_LINGER:
+                return
+        if stop.wait(0.05):
             return

@@ -76,3 +76,40 @@ def test_two_relays_at_once_publish_every_event_exactly_once(merchant, broker):
     published = published_ids(broker, "validate")
     assert sorted(published) == sorted(ids)  # all of them, none twice
     assert not Event.objects.filter(published_at__isnull=True).exists()
+
+
+def _unpublished(n: int) -> None:
+    from payments.services.events import events_insert
+
+    events_insert("payment.created", [("mer_x", f"pay_hold{i}", {}) for i in range(n)])
+
+
+def _timed_hold(**kwargs) -> float:
+    import time
+
+    from payments.services.relay import _hold_while_busy
+
+    start = time.monotonic()
+    _hold_while_busy(threading.Event(), **kwargs)
+    return time.monotonic() - start
+
+
+def test_relay_does_not_hold_a_trickle(settings):
+    settings.SURGE_TASK_BATCH_SIZE = 200
+    _unpublished(3)
+    assert _timed_hold(backlog=lambda: 0, hold_seconds=1.0) < 0.2
+
+
+def test_relay_holds_a_fast_stream_until_a_batch_or_the_limit(settings):
+    settings.SURGE_TASK_BATCH_SIZE = 200
+    _unpublished(50)  # hundreds a second: wait for a fuller batch, but not forever
+    assert 0.25 <= _timed_hold(backlog=lambda: 0, hold_seconds=0.3) < 0.8
+    _unpublished(150)  # a full task's worth: go at once
+    assert _timed_hold(backlog=lambda: 0, hold_seconds=1.0) < 0.2
+
+
+def test_relay_holds_while_workers_have_a_backlog(settings):
+    settings.SURGE_TASK_BATCH_SIZE = 200
+    _unpublished(1)
+    assert 0.25 <= _timed_hold(backlog=lambda: 5, hold_seconds=0.3) < 0.8
+    assert _timed_hold(backlog=None, hold_seconds=0.0) < 0.05

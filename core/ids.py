@@ -16,7 +16,9 @@ _TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.e
 _FROM_CROCKFORD = bytes.maketrans(
     _ALPHABET.encode(), b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 )
-PREFIXES = frozenset({"mer", "key", "tok", "pay", "re", "evt", "pb", "dl", "wh"})
+PREFIXES = frozenset(
+    {"mer", "key", "tok", "pay", "re", "evt", "pb", "dl", "wh", "we", "whd"}
+)
 
 
 def new_id(prefix: str) -> str:

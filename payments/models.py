@@ -355,18 +355,12 @@ class AuditLog(models.Model):
         return f"{self.actor} {self.action} {self.object_type} {self.object_id}"
 
 
-def _webhook_id(prefix: str) -> str:
-    """A time-sortable id under ``prefix``: core.ids knows only ``wh``, whose body
-    (48-bit milliseconds + 80 random bits) is reused as is."""
-    return prefix + new_id("wh")[len("wh") :]
-
-
 def we_id():
-    return _webhook_id("we")
+    return new_id("we")
 
 
 def whd_id():
-    return _webhook_id("whd")
+    return new_id("whd")
 
 
 class WebhookEndpoint(models.Model):

@@ -690,6 +690,9 @@ def run_scenario(args) -> int:
         )  # fmt: skip
         return 0 if all(checks.values()) else 1
     finally:
+        from django.db import connections
+
+        connections.close_all()  # the next scenario drops this database
         stack.down()
 
 

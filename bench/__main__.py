@@ -82,6 +82,7 @@ class Stack:
             "PROMETHEUS_MULTIPROC_DIR": str(OUT / "prometheus"),
         }
         self.procs: dict[str, subprocess.Popen] = {}
+        self._pg_base: dict[int, float] = {}  # backend pid -> CPU when first seen
 
     def run(self, *argv: str) -> str:
         done = subprocess.run(
@@ -217,8 +218,10 @@ class Stack:
             out[server] = round(
                 sum(cpu for comm, cpu in info.values() if comm.startswith(server)), 1
             )
-        # PostgreSQL's time by the process it served (application_name), for
-        # the backends alive now; callers difference two readings.
+        # PostgreSQL's time by the process it served (application_name): per
+        # backend, CPU since this stack first saw it (backends that started
+        # later count whole; backends that ended in between are missed).
+        primed = bool(self._pg_base)
         try:
             from django.db import connection
 
@@ -228,8 +231,11 @@ class Stack:
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
                 for pid, app in cursor.fetchall():
+                    now = info.get(pid, ("", 0.0))[1]
+                    base = self._pg_base.setdefault(pid, now if not primed else 0.0)
                     key = f"postgres[{app or '?'}]"
-                    out[key] = round(out.get(key, 0) + info.get(pid, ("", 0.0))[1], 1)
+                    out[key] = round(out.get(key, 0) + now - base, 1)
+                self._pg_base.setdefault(-1, 0.0)  # primed, even with no backends
         except Exception as exc:  # the breakdown is a nicety, never fatal
             print(f"(no PostgreSQL breakdown: {exc})")
         return out

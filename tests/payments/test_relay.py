@@ -103,9 +103,16 @@ def test_relay_does_not_hold_a_trickle(settings):
 def test_relay_holds_a_fast_stream_until_a_batch_or_the_limit(settings):
     settings.SURGE_TASK_BATCH_SIZE = 200
     _unpublished(50)  # hundreds a second: wait for a fuller batch, but not forever
-    assert 0.25 <= _timed_hold(backlog=lambda: 0, hold_seconds=0.3) < 0.8
+    hold = {"backlog": lambda: 0, "last_count": 50}
+    assert 0.25 <= _timed_hold(hold_seconds=0.3, **hold) < 0.8
     _unpublished(150)  # a full task's worth: go at once
-    assert _timed_hold(backlog=lambda: 0, hold_seconds=1.0) < 0.2
+    assert _timed_hold(hold_seconds=1.0, **hold) < 0.2
+
+
+def test_relay_does_not_count_after_a_small_claim(settings):
+    settings.SURGE_TASK_BATCH_SIZE = 200
+    _unpublished(50)  # whatever waits: the last claim was a trickle
+    assert _timed_hold(backlog=lambda: 0, hold_seconds=1.0, last_count=3) < 0.05
 
 
 def test_relay_holds_while_workers_have_a_backlog(settings):

@@ -117,12 +117,12 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # half the database time of a request unprepared) are prepared: a threshold
     # no query reaches. With PgBouncer, use session pooling or >= 1.21 with
     # max_prepared_statements, or set DATABASE_PREPARE=false.
-    _prepare = (
+    _pg_options = (
         {"prepare_threshold": 2**31} if env.bool("DATABASE_PREPARE", True) else {}
     )
     # Which process a connection belongs to, in pg_stat_activity and the logs
     # (surge-web, surge-worker, surge-run_relay, ...): where database time goes.
-    _prepare["application_name"] = env("SURGE_PROCESS", default=_process_name())
+    _pg_options["application_name"] = env("SURGE_PROCESS", default=_process_name())
     if env.bool("DATABASE_POOL", default=False):
         # psycopg 3 pool inside each process; CONN_MAX_AGE must stay 0 with it.
         DATABASES["default"]["OPTIONS"] = {
@@ -131,10 +131,10 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
                 "max_size": env.int("DATABASE_POOL_MAX", default=16),
                 "timeout": 10,
             },
-            **_prepare,
+            **_pg_options,
         }
     else:
-        DATABASES["default"]["OPTIONS"] = {**_prepare}
+        DATABASES["default"]["OPTIONS"] = {**_pg_options}
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
         # A health check is a SELECT 1 round trip per request; off by default
         # (a stale connection fails one request, which the client retries with

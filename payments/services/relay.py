@@ -235,13 +235,13 @@ def _hold_while_busy(
     and PostgreSQL a tenth of a core each in a 10-minute soak."""
     if hold_seconds <= 0:
         return
-    busy = backlog is not None and backlog() > 0
-    if not busy and last_count < BUSY_AFTER_LINGER:
-        return
+    stream = last_count >= BUSY_AFTER_LINGER
     target = settings.SURGE_TASK_BATCH_SIZE
     deadline = time.monotonic() + hold_seconds
     while time.monotonic() < deadline:
         if backlog is None or backlog() == 0:
+            if not stream:
+                return
             waiting = pending_events(target)
             if waiting >= target or waiting < BUSY_AFTER_LINGER:
                 return

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from core.money import is_currency
+from core.sql import pg_cursor
 from ledger.exceptions import InsufficientFunds
 from ledger.models import (
     DEBIT_NORMAL,
@@ -135,11 +136,17 @@ def _rows(
     """A row source for INSERT ... SELECT: ``unnest`` of one array per column on
     PostgreSQL (a handful of parameters however many rows), VALUES elsewhere."""
     if _postgres():
+        # Binary arrays (%b, see core.sql): run them with ``_cursor()``.
         arrays = [list(col) for col in zip(*rows, strict=True)]
-        casts = ", ".join(f"%s::{pg_type}[]" for _, pg_type in columns)
+        casts = ", ".join(f"%b::{pg_type}[]" for _, pg_type in columns)
         return f"SELECT * FROM unnest({casts})", arrays  # noqa: S608 (fixed types)
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     return "VALUES " + ", ".join([one] * len(rows)), [v for row in rows for v in row]
+
+
+def _cursor():
+    """The cursor for statements built with ``_rows``."""
+    return pg_cursor() if _postgres() else connection.cursor()
 
 
 def _lock_accounts(keys: Iterable[AccountKey]) -> dict[AccountKey, tuple[int, str]]:
@@ -158,7 +165,7 @@ def _lock_accounts(keys: Iterable[AccountKey]) -> dict[AccountKey, tuple[int, st
     table = Account._meta.db_table
     pairs = ", ".join(["(%s, %s)"] * len(keys))
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         # Sorted, so two batches creating the same new accounts wait, not deadlock.
         cursor.execute(
             f"INSERT INTO {table} (code, type, no_overdraft, currency, balance) "  # noqa: S608
@@ -180,7 +187,7 @@ def _insert_entries(
     """Insert (reference, payment_id) entries; return {reference: id} of the ones
     created now. Existing ones are skipped by ON CONFLICT, never touched."""
     source, params = _rows([("reference", "text"), ("payment_id", "text")], refs)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {JournalEntry._meta.db_table} (kind, reference, payment_id) "  # noqa: S608
             f"SELECT %s, e.* FROM ({source}) AS e WHERE 1 = 1 "
@@ -207,7 +214,7 @@ def _insert_postings(legs: Sequence[Leg], types: dict[int, str]) -> None:
         ],
         legs,
     )
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {Posting._meta.db_table} "  # noqa: S608
             "(entry_id, account_id, amount, direction, currency) "

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.sql import pg_cursor
 from payments.exceptions import IllegalTransition
 from payments.models import Payment
 from payments.services.events import events_insert
@@ -89,7 +90,8 @@ def transition(
         # arrive as arrays and are joined back by unnest.
         sets += [f"{name} = v.{name}" for name in columns]
         arrays = [ids] + [[per_payment[pid][c] for pid in ids] for c in columns]
-        casts = ", ".join(["%s::text[]"] + [f"%s::{_PG_TYPES[c]}[]" for c in columns])
+        # Binary arrays (%b): quoting them on the client costs ~15x the CPU.
+        casts = ", ".join(["%b::text[]"] + [f"%b::{_PG_TYPES[c]}[]" for c in columns])
         sql = (
             f"UPDATE {table} AS p SET {', '.join(sets)} "  # noqa: S608
             f"FROM unnest({casts}) AS v(id{''.join(', ' + c for c in columns)}) "
@@ -104,7 +106,7 @@ def transition(
         )
         args = [*params, *ids, expected]
     with transaction.atomic(savepoint=False):
-        with connection.cursor() as cursor:
+        with pg_cursor() if postgres else connection.cursor() as cursor:
             cursor.execute(sql, args)
             moved = cursor.fetchall()
         if per_payment and not postgres:

@@ -14,8 +14,7 @@ QUEUES = ("validate", "execute", "settle", "default")
 
 class SurgeCollector:
     def collect(self):
-        from payments.models import DeadLetter, Event, Payment
-        from payments.state import NON_TERMINAL
+        from payments.models import DeadLetter, Event, OpenPayment
 
         try:
             oldest = Event.objects.filter(published_at__isnull=True).aggregate(
@@ -40,9 +39,9 @@ class SurgeCollector:
                 "surge_payments_open", "Payments not yet final.", labels=["status"]
             )
             rows = (
-                Payment.objects.filter(status__in=NON_TERMINAL)
-                .values_list("status")
+                OpenPayment.objects.values_list("payment__status")
                 .annotate(n=Count("pk"))
+                .order_by()
             )
             for status, n in rows:
                 open_payments.add_metric([status], n)

@@ -6,13 +6,14 @@ takes a short lease (bumps ``updated_at`` conditionally) so two sweepers, or
 two sweeps, do not flood the queues with the same ids.
 """
 
+from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from payments.models import Payment, Refund
+from payments.models import OpenPayment, Payment, Refund
 from payments.services.relay import publish
 from payments.state import PaymentStatus as S
 
@@ -33,21 +34,32 @@ def sweep(
     cutoff = now - older_than
     counts: dict[str, int] = {}
     table = Payment._meta.db_table
-    # One statement: a concurrent sweep re-checks updated_at after waiting on
-    # the row lock, so each stale payment is leased (and published) once.
+    statuses = list(STAGE_FOR_STATUS)
+    marks = ", ".join(["%s"] * len(statuses))
+    # The candidates come from the open-payments list (kept by triggers), so a
+    # sweep reads only the payments in flight, never the whole history. One
+    # statement: a concurrent sweep re-checks updated_at after waiting on the
+    # row lock, so each stale payment is leased (and published) once.
     sql = (
         f"UPDATE {table} SET updated_at = %s WHERE id IN ("  # noqa: S608
-        f"SELECT id FROM {table} WHERE status = %s AND updated_at < %s "
-        f"ORDER BY updated_at LIMIT %s) AND status = %s AND updated_at < %s "
-        f"RETURNING id"
+        f"SELECT p.id FROM {OpenPayment._meta.db_table} o "
+        f"JOIN {table} p ON p.id = o.payment_id "
+        f"WHERE o.opened_at < %s AND p.status IN ({marks}) AND p.updated_at < %s "
+        f"ORDER BY p.updated_at LIMIT %s) "
+        f"AND status IN ({marks}) AND updated_at < %s "
+        f"RETURNING id, status"
     )
+    params = [now, cutoff, *statuses, cutoff, limit, *statuses, cutoff]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        leased = cursor.fetchall()
+    by_status: dict[str, list[str]] = defaultdict(list)
+    for payment_id, status in leased:
+        by_status[status].append(payment_id)
     for status, stage in STAGE_FOR_STATUS.items():
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, [now, status, cutoff, limit, status, cutoff])
-            leased = [row[0] for row in cursor.fetchall()]
-        if leased:
-            publish(stage, leased)
-            counts[status] = len(leased)
+        if by_status[status]:
+            publish(stage, by_status[status])
+            counts[status] = len(by_status[status])
     stale_refunds = list(
         Refund.objects.filter(status=Refund.Status.PENDING, created_at__lt=cutoff)
         .order_by("created_at")

@@ -36,7 +36,6 @@ def test_every_index_on_the_intake_tables_is_one_we_chose():
     assert _indexes("payments_payment") == {
         "payments_payment_pkey",
         "payment_merchant_id_desc",
-        "payment_open_by_age",
         "payment_reference_per_merchant",
         "payment_batch",
     }

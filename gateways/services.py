@@ -345,7 +345,14 @@ def charge_many(items: list[ChargeItem]) -> list[ChargeOutcome | Exception]:
                 return
             results[i] = _charge_item(items[i])
 
-    runners = min(len(items), max(1, conf.get("GATEWAY_POOL_WORKERS")))
+    # No more runners than the bulkheads admit: the rest would only queue on
+    # the semaphore, and every release would wake one (5% of a worker's CPU).
+    routes = len({item.primary for item in items})
+    runners = min(
+        len(items),
+        max(1, conf.get("GATEWAY_POOL_WORKERS")),
+        max(1, conf.get("GATEWAY_BULKHEAD_SIZE")) * routes,
+    )
     for future in [_pool().submit(drain) for _ in range(runners)]:
         future.result()
     return results  # type: ignore[return-value] (every slot is filled)

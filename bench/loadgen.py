@@ -23,6 +23,9 @@ class LoadResult:
     started: float = 0.0
     finished: float = 0.0
     bodies: list[dict] = field(default_factory=list)
+    # (seconds since start when due, latency, service) per ok request: where
+    # in the run the slow ones were.
+    timeline: list[tuple[float, float, float]] = field(default_factory=list)
 
     @property
     def ok(self) -> int:
@@ -93,11 +96,7 @@ async def run_open_loop(
     t0 = loop.time() + 0.05
     result.started = time.time()
 
-    async def one(i: int):
-        due = t0 + i / rate
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def one(i: int, due: float):
         conn = await pool.get()
         method, path, headers, body = make_request(i)
         sent = loop.time()
@@ -105,8 +104,10 @@ async def run_open_loop(
             status, payload = await conn.request(method, path, headers, body)
             result.statuses[status] += 1
             if 200 <= status < 300:
-                result.latencies.append(loop.time() - due)
-                result.service.append(loop.time() - sent)
+                now = loop.time()
+                result.latencies.append(now - due)
+                result.service.append(now - sent)
+                result.timeline.append((due - t0, now - due, now - sent))
                 if keep_bodies:
                     result.bodies.append(json.loads(payload))
             else:
@@ -118,7 +119,18 @@ async def run_open_loop(
             pool.put_nowait(conn)
             result.sent += 1
 
-    await asyncio.gather(*(one(i) for i in range(total)))
+    # Each request's task is made when it is due: making all of them up front
+    # (a hundred thousand timers) stalled the loop for the run's first seconds.
+    running: set[asyncio.Task] = set()
+    for i in range(total):
+        due = t0 + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(i, due))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    await asyncio.gather(*running)
     result.finished = time.time()
     while not pool.empty():
         pool.get_nowait().close()

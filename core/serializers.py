@@ -89,4 +89,8 @@ class MetadataField(serializers.DictField):
                 raise serializers.ValidationError(
                     "Metadata keys must be 1-40 characters."
                 )
+            if "\x00" in key:  # PostgreSQL's jsonb cannot hold it
+                raise serializers.ValidationError(
+                    "Metadata keys must not contain null characters."
+                )
         return super().to_internal_value(data)

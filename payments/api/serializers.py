@@ -76,7 +76,7 @@ def payment_create_parse(data: object) -> dict | None:
         if type(metadata) is not dict or len(metadata) > 50:
             return None
         for key, value in metadata.items():
-            if not 0 < len(key) <= 40 or contains_pan(key):
+            if not 0 < len(key) <= 40 or "\x00" in key or contains_pan(key):
                 return None
             if not _plain_str(value, 500, allow_blank=True):
                 return None

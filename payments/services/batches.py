@@ -87,6 +87,10 @@ def _check_shape(index: int, raw: object) -> tuple[BatchItem | None, list[dict]]
             errors.append(
                 _item_error(index, name, f"{name} must be a string of 1-{limit} chars.")
             )
+        elif "\x00" in value:  # PostgreSQL text cannot hold it: a 400, not a 500
+            errors.append(
+                _item_error(index, name, "Null characters are not allowed.")
+            )
     metadata = raw.get("metadata")
     if metadata is not None and not (
         isinstance(metadata, dict)
@@ -96,6 +100,7 @@ def _check_shape(index: int, raw: object) -> tuple[BatchItem | None, list[dict]]
             and 0 < len(k) <= 40
             and isinstance(v, str)
             and len(v) <= 500
+            and "\x00" not in k + v
             and not contains_pan(f"{k} {v}")
             for k, v in metadata.items()
         )

@@ -96,23 +96,33 @@ def _timed_hold(**kwargs) -> float:
 
 def test_relay_does_not_hold_a_trickle(settings):
     settings.SURGE_TASK_BATCH_SIZE = 200
-    _unpublished(3)
-    assert _timed_hold(backlog=lambda: 0, hold_seconds=1.0) < 0.2
+    assert _timed_hold(backlog=lambda: 0, hold_seconds=1.0) < 0.05
+    slow = {"last_count": 3, "arrival_rate": 30.0}  # a few a cycle: go at once
+    assert _timed_hold(backlog=lambda: 0, hold_seconds=1.0, **slow) < 0.05
 
 
-def test_relay_holds_a_fast_stream_until_a_batch_or_the_limit(settings):
+def test_relay_holds_a_fast_stream_until_a_batch_should_have_gathered(settings):
+    import time
+
     settings.SURGE_TASK_BATCH_SIZE = 200
-    _unpublished(50)  # hundreds a second: wait for a fuller batch, but not forever
-    hold = {"backlog": lambda: 0, "last_count": 50}
-    assert 0.25 <= _timed_hold(hold_seconds=0.3, **hold) < 0.8
-    _unpublished(150)  # a full task's worth: go at once
-    assert _timed_hold(hold_seconds=1.0, **hold) < 0.2
+    fast = {"backlog": lambda: 0, "last_count": 50, "hold_seconds": 1.0}
+    # 200 at 500/s: 0.4 s after the claim
+    assert 0.35 <= _timed_hold(arrival_rate=500.0, **fast) < 0.6
+    # ... of which 0.3 s have passed already
+    then = time.monotonic() - 0.3
+    assert _timed_hold(arrival_rate=500.0, claimed_at=then, **fast) < 0.2
+    # slower than a batch per hold: wait no longer than the limit
+    assert 0.95 <= _timed_hold(arrival_rate=100.0, **fast) < 1.3
 
 
-def test_relay_does_not_count_after_a_small_claim(settings):
+def test_relay_hold_reads_nothing_from_the_database(
+    settings, django_assert_num_queries
+):
     settings.SURGE_TASK_BATCH_SIZE = 200
-    _unpublished(50)  # whatever waits: the last claim was a trickle
-    assert _timed_hold(backlog=lambda: 0, hold_seconds=1.0, last_count=3) < 0.05
+    with django_assert_num_queries(0):
+        _timed_hold(
+            backlog=lambda: 0, hold_seconds=0.2, last_count=50, arrival_rate=1e4
+        )
 
 
 def test_relay_holds_while_workers_have_a_backlog(settings):

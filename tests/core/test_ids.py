@@ -14,6 +14,29 @@ def test_ids_sort_by_creation_time():
     assert len({*first, later}) == 51
 
 
+def test_ids_made_within_one_millisecond_keep_their_order():
+    values = [new_id("whd") for _ in range(2000)]  # many share a millisecond
+    stamps = [id_timestamp_ms(v) for v in values]
+    assert len(set(stamps)) < len(values)
+    assert values == sorted(values) and len(set(values)) == len(values)
+
+
+def test_a_forked_child_starts_its_own_sequence():
+    import os
+
+    new_id("pay")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id is random after the millisecond
+        from core import ids
+
+        os.write(write, repr(ids._last).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 100) == b"(0, 0)"
+
+
 def test_id_carries_its_creation_millisecond():
     before = time.time_ns() // 1_000_000
     value = new_id("evt")

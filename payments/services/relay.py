@@ -227,21 +227,6 @@ def run_relay(
             backlog.close()
 
 
-def pending_events(limit: int) -> int:
-    """How many events wait for the relay, counted up to ``limit`` (an index-only
-    walk of the partial index on unpublished events): for operators and tests;
-    the relay's hold estimates it from the arrival rate instead."""
-    if connection.vendor != "postgresql":
-        return Event.objects.filter(published_at__isnull=True)[:limit].count()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {Event._meta.db_table} "  # noqa: S608
-            "WHERE published_at IS NULL LIMIT %s) AS e",
-            [limit],
-        )
-        return cursor.fetchone()[0]
-
-
 # More than this many events gathered during one linger means hundreds of
 # payments a second are arriving: worth waiting for a fuller batch.
 BUSY_AFTER_LINGER = 20

@@ -88,9 +88,7 @@ def _check_shape(index: int, raw: object) -> tuple[BatchItem | None, list[dict]]
                 _item_error(index, name, f"{name} must be a string of 1-{limit} chars.")
             )
         elif "\x00" in value:  # PostgreSQL text cannot hold it: a 400, not a 500
-            errors.append(
-                _item_error(index, name, "Null characters are not allowed.")
-            )
+            errors.append(_item_error(index, name, "Null characters are not allowed."))
     metadata = raw.get("metadata")
     if metadata is not None and not (
         isinstance(metadata, dict)

@@ -18,8 +18,9 @@ class Command(BaseCommand):
         )  # fmt: skip
         parser.add_argument(
             "--hold-ms", type=int, default=500,
-            help="while stage messages wait for a worker, hold up to this long so "
-            "batches grow under load (0: never hold)",
+            help="while stage messages wait for a worker, or payments stream in "
+            "faster than a task batch per hold, hold up to this long so batches "
+            "grow under load (0: never hold)",
         )  # fmt: skip
 
     def handle(self, *args, poll_seconds, batch_size, linger_ms, hold_ms, **opts):

@@ -66,3 +66,22 @@ def test_money_formats_by_currency_exponent_and_refuses_floats():
     assert str(Money(-1005, "kwd")) == "-1.005 KWD"
     with pytest.raises(TypeError):
         Money(10.5, "usd")
+
+
+def test_the_encoding_is_base32_of_the_sixteen_bytes_in_crockfords_alphabet():
+    import base64
+    import random
+
+    from core.ids import _ALPHABET, _encode
+
+    to_crockford = bytes.maketrans(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode()
+    )
+    rng = random.Random(7)
+    values = [0, 1, 2**128 - 1, 2**80, (2**48 - 1) << 80]
+    values += [rng.getrandbits(128) for _ in range(2000)]
+    for value in values:
+        raw = value.to_bytes(16, "big")
+        expected = base64.b32encode(raw).translate(to_crockford)[:26].decode()
+        assert _encode(value) == expected
+    assert sorted(values) == sorted(values, key=_encode)  # it sorts like the number

@@ -5,7 +5,6 @@ unused) before anything is written; then the batch, its payments and their
 events go in with bulk inserts in one transaction.
 """
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from core import jsoncodec
 from core.errors import Conflict, InvalidRequest
 from core.money import is_amount
 from core.sql import pg_cursor
@@ -244,7 +244,7 @@ def _payments_insert(
                 [p.source_id for p in payments],
                 [p.reference for p in payments],
                 [p.description for p in payments],
-                [json.dumps(p.metadata, separators=(",", ":")) for p in payments],
+                [jsoncodec.compact(p.metadata) for p in payments],
             ],
         )
     for payment in payments:  # as bulk_create leaves them: saved, timestamped

@@ -1,12 +1,12 @@
 """Writing outbox events in bulk: the hot path writes several per payment."""
 
-import json
 import time
 from collections.abc import Sequence
 
 from django.db import connection
 from django.utils import timezone
 
+from core import jsoncodec
 from core.ids import new_id
 from core.sql import pg_cursor
 from payments.models import Event
@@ -45,7 +45,7 @@ def events_insert(
     ids = [new_id("evt") for _ in rows]
     merchants = [m for m, _, _ in rows]
     payments = [p for _, p, _ in rows]
-    data = [json.dumps(d, separators=(",", ":")) for _, _, d in rows]
+    data = [jsoncodec.compact(d) for _, _, d in rows]
     with pg_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {Event._meta.db_table} "  # noqa: S608

@@ -8,7 +8,6 @@ So N concurrent requests create exactly one object and nobody gets a 500.
 """
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core import jsoncodec
 from payments.exceptions import IdempotencyKeyMissing, IdempotencyKeyReused
 from payments.models import IdempotencyKey, Merchant
 from vault.logging import contains_pan
@@ -33,8 +33,7 @@ class StoredResponse:
 
 def request_hash(body: object) -> str:
     """Hash of the parsed body: the same JSON in another layout is the same request."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(jsoncodec.canonical(body).encode()).hexdigest()
 
 
 def check_key(key: str | None) -> str:

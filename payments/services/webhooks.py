@@ -31,6 +31,7 @@ from django.db.models import F
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from core import jsoncodec
 from core.errors import InvalidRequest
 from payments import metrics
 from payments.models import (
@@ -511,7 +512,7 @@ def _post_all(claims: Sequence[_Claim], targets: dict[str, _Target]) -> list[_Ou
 def _post_one(client: httpx.Client, claim: _Claim, target: _Target | None) -> _Outcome:
     if target is None or target.signer is None:
         return _Outcome(claim, None, "endpoint disabled", give_up=True)
-    body = json.dumps(claim.payload, separators=(",", ":"))
+    body = jsoncodec.compact(claim.payload)
     now = datetime.now(UTC)
     headers = {
         "content-type": "application/json",

@@ -24,6 +24,11 @@ REDACTED = "[REDACTED PAN]"
 # Maximal runs of digit groups joined by one space or dash.
 _RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9])")
 _GROUP = re.compile(r"[0-9]+")
+# Thirteen digits with at most one space or dash between neighbours: a run
+# holding fewer cannot hold a card number, so text without this match (nearly
+# every id, description and log line) skips the per-run work. Checking tokens
+# like ``tok_06H023K6NJSW4P0T2K3P1GBQDW`` run by run was 3% of intake's CPU.
+_THIRTEEN = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
     "asctime",
@@ -57,6 +62,8 @@ def _redact_run(run: str) -> str:
 
 def redact_pans(text: str) -> str:
     """``text`` with every card-number-shaped run replaced by ``[REDACTED PAN]``."""
+    if _THIRTEEN.search(text) is None:
+        return text
     return _RUN.sub(lambda m: _redact_run(m.group(0)), text)
 
 

@@ -84,17 +84,19 @@ def payment_create_parse(data: object) -> dict | None:
     return out
 
 
-def _iso(value):
-    """DRF's DateTimeField output: ISO 8601 in the current zone, UTC as ``Z``."""
+def _iso(value, zone):
+    """DRF's DateTimeField output: ISO 8601 in ``zone`` (the current time zone),
+    UTC as ``Z``."""
     if value is None:
         return None
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    text = value.astimezone(zone).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def payment_render(payment) -> dict:
     """``PaymentSerializer(payment).data`` as a plain dict, ~20x cheaper (the
     intake hot path renders every accepted payment); a test proves them equal."""
+    zone = timezone.get_current_timezone()  # a context-local lookup: once
     return {
         "id": str(payment.id),
         "object": "payment",
@@ -109,9 +111,9 @@ def payment_render(payment) -> dict:
         "failure_message": payment.failure_message or None,
         "reference": None if payment.reference is None else str(payment.reference),
         "batch": None if payment.batch_id is None else str(payment.batch_id),
-        "created_at": _iso(payment.created_at),
-        "updated_at": _iso(payment.updated_at),
-        "settled_at": _iso(payment.settled_at),
+        "created_at": _iso(payment.created_at, zone),
+        "updated_at": _iso(payment.updated_at, zone),
+        "settled_at": _iso(payment.settled_at, zone),
     }
 
 

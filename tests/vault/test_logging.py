@@ -1,6 +1,8 @@
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.vault.conftest import console_to_current_stderr
 from vault.logging import REDACTED, RedactPANFilter, contains_pan, redact_pans
@@ -100,3 +102,31 @@ def test_console_handler_from_settings_redacts(capsys):
     err = capsys.readouterr().err
     assert f"declined card {REDACTED}" in err
     assert "4000 0000 0000 0002" not in err
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(alphabet="0123456789 -ab_", max_size=60)
+    | st.lists(
+        st.sampled_from(
+            [
+                "4242424242424242",
+                "4242 4242 4242 4242",
+                "4222222222222",
+                "4222",
+                "22222",
+                "0",
+                "12",
+                " ",
+                "-",
+                "x",
+            ]
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_the_thirteen_digit_precheck_changes_no_result(text):
+    # Without the shortcut: every run of digit groups checked on its own.
+    from vault.logging import _RUN, _redact_run
+
+    assert redact_pans(text) == _RUN.sub(lambda m: _redact_run(m.group(0)), text)

@@ -6,7 +6,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -14,6 +13,7 @@ from django.utils import timezone
 from core.errors import InvalidRequest
 from core.ids import new_id
 from core.money import is_currency
+from core.sql import pg_cursor
 from payments.models import Event, IdempotencyKey, Merchant, Payment
 from payments.services import idempotency
 from payments.services.events import wake_relay
@@ -175,15 +175,13 @@ def payment_accept(
 
 def _execute_accept(params: list) -> bool:
     """Run ``_ACCEPT_SQL``; True if the payment was inserted."""
-    connection.ensure_connection()
     # A test (or a caller) may hold a transaction open: a savepoint keeps a
     # failed statement from aborting it. In autocommit the statement is its
     # own transaction and needs no BEGIN/COMMIT round trips.
     atomic = transaction.atomic() if connection.in_atomic_block else nullcontext()
-    with atomic, connection.wrap_database_errors:
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(_ACCEPT_SQL, params, prepare=True)
-            return cursor.fetchone()[0] == 1
+    with atomic, pg_cursor() as cursor:
+        cursor.execute(_ACCEPT_SQL, params, prepare=True)
+        return cursor.fetchone()[0] == 1
 
 
 _ACCEPT_SQL = f"""

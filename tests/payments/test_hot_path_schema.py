@@ -39,6 +39,8 @@ def test_every_index_on_the_intake_tables_is_one_we_chose():
         "payment_reference_per_merchant",
         "payment_batch",
     }
+    # Written with every payment accepted, deleted when it becomes final.
+    assert _indexes("payments_openpayment") == {"payments_openpayment_pkey"}
 
 
 def test_the_intake_statement_is_prepared_once_per_connection(api, token):

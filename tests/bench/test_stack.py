@@ -1,0 +1,69 @@
+"""The benchmark's stack: processes meant to yield the CPU really do."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import _nice_autogroup, autogroup_nice, parse_autogroup
+
+needs_autogroup = pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists(),
+    reason="the kernel has no autogroup scheduling: nice -n alone applies",
+)
+
+
+def _autogroup_nice(pid: int) -> int:
+    nice = autogroup_nice(pid)
+    assert nice is not None, f"/proc/{pid}/autogroup names no autogroup"
+    return nice
+
+
+@needs_autogroup
+def test_a_niced_stack_process_gets_its_session_niced_children_included():
+    # A process in a session of its own, as the bench starts every one, with a
+    # child forked after the session was niced (Celery's prefork pool).
+    proc = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time; time.sleep(0.5);"
+         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']);"
+         "print(child.pid, flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    # The caller may be in the root group (a CI runner's process), which reads
+    # empty: compare its text, whatever it is.
+    own = Path("/proc/self/autogroup").read_text()
+    try:
+        assert _autogroup_nice(proc.pid) == 0  # a new session starts at 0
+        _nice_autogroup(proc.pid, 10)
+        assert _autogroup_nice(proc.pid) == 10
+        child = int(proc.stdout.readline())
+        assert _autogroup_nice(child) == 10
+        assert (
+            Path("/proc/self/autogroup").read_text() == own
+        )  # not the caller's session
+    finally:
+        subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], check=False)
+        proc.wait()
+
+
+def test_a_process_that_is_gone_is_skipped():
+    proc = subprocess.Popen(["true"], start_new_session=True)
+    proc.wait()
+    _nice_autogroup(proc.pid, 10)  # reaped: no /proc entry, nothing to raise
+
+
+def test_the_autogroup_line_is_read_and_an_empty_one_means_none():
+    assert parse_autogroup("/autogroup-85 nice 0\n") == 0
+    assert parse_autogroup("/autogroup-7 nice -5\n") == -5
+    assert parse_autogroup("/autogroup-7 nice 19") == 19
+    # A process in a cpu cgroup of its own (a container, a CI runner) reads empty.
+    assert parse_autogroup("") is None
+    assert parse_autogroup("garbage") is None
+
+
+def test_a_process_that_is_gone_has_no_autogroup():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert autogroup_nice(proc.pid) is None

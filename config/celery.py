@@ -1,3 +1,4 @@
+import gc
 import os
 
 from celery import Celery, signals
@@ -17,3 +18,16 @@ def _close_unusable_db_connections(**kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@signals.worker_process_init.connect
+@signals.worker_ready.connect
+def _freeze_what_was_loaded(**kwargs) -> None:
+    """Move everything loaded so far (Django, the apps, their modules) out of
+    the collector's reach: it lives as long as the process, and a full
+    collection scanned it every time (~100,000 objects: two thirds of the
+    worker's GC time, ~0.35-0.55 CPU s per child in a 100,000-payment burst,
+    measured). ``worker_process_init`` runs
+    in each prefork child, ``worker_ready`` in the main process (the threads
+    and solo pools)."""
+    gc.freeze()

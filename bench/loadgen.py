@@ -94,7 +94,7 @@ async def run_open_loop(
         pool.put_nowait(Connection(host, port))
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.05
-    result.started = time.time()
+    result.started = time.time() + (t0 - loop.time())  # t0 as Unix time
 
     async def one(i: int, due: float):
         conn = await pool.get()

@@ -74,14 +74,27 @@ WAKE_WINDOW_SECONDS = 0.02
 _last_wake = 0.0
 
 
-def wake_relay() -> None:
-    """Ask PostgreSQL to wake the relays when the current transaction commits."""
+def wake_due() -> bool:
+    """Whether this process should send the relays a wake-up now (at most one
+    per window); True claims the window. A caller that then sends none (its
+    statement inserted nothing) gives it back with ``wake_not_sent``."""
     global _last_wake
-    if connection.vendor != "postgresql":
-        return
     now = time.monotonic()
     if now - _last_wake < WAKE_WINDOW_SECONDS:
-        return
+        return False
     _last_wake = now
+    return True
+
+
+def wake_not_sent() -> None:
+    """The claimed wake-up was not sent: the next event sends one."""
+    global _last_wake
+    _last_wake = 0.0
+
+
+def wake_relay() -> None:
+    """Ask PostgreSQL to wake the relays when the current transaction commits."""
+    if connection.vendor != "postgresql" or not wake_due():
+        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])

@@ -16,7 +16,12 @@ from core.money import is_currency
 from core.sql import pg_cursor
 from payments.models import Event, IdempotencyKey, Merchant, Payment
 from payments.services import idempotency
-from payments.services.events import wake_relay
+from payments.services.events import (
+    NOTIFY_CHANNEL,
+    wake_due,
+    wake_not_sent,
+    wake_relay,
+)
 from payments.state import EVENT_FOR_STATUS, PaymentStatus
 from vault.selectors import token_owner
 
@@ -161,9 +166,14 @@ def payment_accept(
         new_id("evt"), json.dumps({"amount": amount, "currency": currency}),
     ]  # fmt: skip
     for _ in range(2):
-        if _execute_accept(params):
-            wake_relay()  # after the commit: the relay finds the event
+        # The relays' wake-up goes in the same statement (a NOTIFY sent at its
+        # commit, only if the payment was inserted): a second round trip and
+        # transaction for it cost 4% of the web's CPU.
+        notify = wake_due()
+        if _execute_accept([*params, notify]):
             return idempotency.StoredResponse(202, body, False)
+        if notify:
+            wake_not_sent()
         record = idempotency.lookup(merchant, key)
         if record is not None:
             return idempotency.replay(
@@ -214,6 +224,8 @@ WITH k AS (
     SELECT %s, '{EVENT_FOR_STATUS[PaymentStatus.PENDING]}', p.merchant_id, p.id,
         %s::jsonb, p.created_at
     FROM p
+), n AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM p WHERE %s
 )
-SELECT count(*) FROM p
+SELECT count(*), (SELECT count(*) FROM n) FROM p
 """  # noqa: S608 (table names and constants only)

@@ -60,7 +60,7 @@ def _validation_failure(row: dict, merchant: Merchant, today) -> Failure | None:
 def validate_batch(payment_ids: Sequence[str]) -> dict[str, int]:
     """pending -> validated, or -> failed with a failure_code (not a dead letter)."""
     rows = list(
-        Payment.objects.filter(pk__in=payment_ids, status=S.PENDING).values(
+        Payment.objects.filter(pk__any_of=payment_ids, status=S.PENDING).values(
             "id", "merchant_id", "amount", "currency",
             "source__merchant_id", "source__exp_year", "source__exp_month",
         )
@@ -112,7 +112,7 @@ def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
     from gateways.services import ChargeItem, charge_many
 
     rows = list(
-        Payment.objects.filter(pk__in=payment_ids, status=S.PROCESSING).values(
+        Payment.objects.filter(pk__any_of=payment_ids, status=S.PROCESSING).values(
             "id",
             "merchant_id",
             "amount",
@@ -257,7 +257,7 @@ def settle_batch(payment_ids: Sequence[str]) -> int:
     from ledger.services import Settlement, fee_for, post_settlements
 
     rows = list(
-        Payment.objects.filter(pk__in=payment_ids, status=S.SUCCEEDED).values(
+        Payment.objects.filter(pk__any_of=payment_ids, status=S.SUCCEEDED).values(
             "id", "merchant_id", "amount", "currency", "gateway", "created_at",
             "merchant__fee_bps", "merchant__fee_fixed",
         )
@@ -310,7 +310,7 @@ def resolve_processing(payment_ids: Sequence[str]) -> dict[str, int]:
     from gateways.services import resolve_charge
 
     rows = list(
-        Payment.objects.filter(pk__in=payment_ids, status=S.PROCESSING).values(
+        Payment.objects.filter(pk__any_of=payment_ids, status=S.PROCESSING).values(
             "id", "merchant__primary_gateway", "merchant__secondary_gateway"
         )
     )

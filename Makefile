@@ -42,10 +42,10 @@ format: venv
 	$(VENV)/bin/ruff format .
 
 # Every scenario, each on a fresh stack: the 100k payroll burst, 20k single
-# POSTs at 1,500/s with the bare-INSERT baseline side by side, and steady at 70%
+# POSTs offered at 2,000/s with the bare-INSERT baseline side by side, and steady at 70%
 # of what that burst sustained, for 3 minutes (~10 minutes). One scenario:
 # BENCH_ARGS="--scenario ...".
-BENCH_ARGS ?= --scenario all --rate 1500 --duration 180
+BENCH_ARGS ?= --scenario all --duration 180
 
 bench: venv
 	@scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"

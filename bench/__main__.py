@@ -345,7 +345,7 @@ def _payment_body(token: str, amount: int, reference: str | None = None) -> dict
 
 
 def load_single(
-    stack: Stack, merchants, total: int, rate: float, run_id: str
+    stack: Stack, merchants, total: int, rate: float, run_id: str, warmup: int = 0
 ) -> LoadResult:
     def make(i: int):
         _, secret, token = merchants[i % len(merchants)]
@@ -361,7 +361,7 @@ def load_single(
     return asyncio.run(
         run_open_loop(
             host="127.0.0.1", port=stack.web_port, total=total, rate=rate,
-            make_request=make, connections=stack.args.connections,
+            make_request=make, connections=stack.args.connections, warmup=warmup,
         )
     )  # fmt: skip
 
@@ -796,17 +796,17 @@ def run_scenario(args) -> int:
                 while not sampling.wait(30):
                     samples.append((round(time.time() - t_start), stack.rss_mb()))
 
-            warm = None
-            if args.scenario == "steady" and args.warmup:
-                # Steady state, not a cold start: the first seconds reach
-                # processes and connections that have served nothing yet (the
-                # pipeline's, the intake path's prepared statement). They are
-                # real payments, settled and verified with the rest; their
-                # latency is reported apart ("warmup"), not hidden.
-                warm = load_single(
-                    stack, merchants, int(args.rate * args.warmup), args.rate,
-                    f"{run_id}w",
-                )  # fmt: skip
+            # Steady state, not a start: the first seconds run at the same
+            # rate on the same connections and are counted apart ("warmup").
+            # They are real payments, settled and verified with the rest.
+            n_warm = int(args.rate * args.warmup) if args.scenario == "steady" else 0
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            load = load_single(stack, merchants, total, args.rate, run_id, n_warm)
+            sampling.set()
+            warm = load.warmup
+            expected = load.ok + (warm.ok if warm else 0)
+            if warm is not None:
                 extra_rows["warmup"] = {
                     "seconds": args.warmup,
                     "requests": warm.sent,
@@ -815,11 +815,6 @@ def run_scenario(args) -> int:
                     "intake_p99_ms": round(percentile(warm.latencies, 99) * 1000, 1),
                     "errors": dict(warm.errors),
                 }
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            load = load_single(stack, merchants, total, args.rate, run_id)
-            sampling.set()
-            expected = load.ok + (warm.ok if warm else 0)
             if samples:
                 extra_rows["rss_mb_over_time"] = samples
             if n_base and load.duration:

@@ -26,6 +26,9 @@ class LoadResult:
     # (seconds since start when due, latency, service) per ok request: where
     # in the run the slow ones were.
     timeline: list[tuple[float, float, float]] = field(default_factory=list)
+    # The first ``warmup`` requests of a run, counted apart (same loop, same
+    # connections: a second run would start on fresh ones).
+    warmup: "LoadResult | None" = None
 
     @property
     def ok(self) -> int:
@@ -86,44 +89,56 @@ async def run_open_loop(
     make_request: Callable[[int], tuple[str, str, dict, bytes]],
     connections: int = 64,
     keep_bodies: bool = False,
+    warmup: int = 0,
 ) -> LoadResult:
-    """Send ``total`` requests at ``rate``/s; at most ``connections`` in flight."""
+    """Send ``total`` requests at ``rate``/s; at most ``connections`` in flight.
+
+    The first ``warmup`` of them (on top of ``total``) are counted apart, in
+    ``result.warmup``; the result's own figures start after them.
+    """
     result = LoadResult()
+    warm = LoadResult() if warmup else None
+    result.warmup = warm
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(Connection(host, port))
     loop = asyncio.get_running_loop()
-    t0 = loop.time() + 0.05
+    w0 = loop.time() + 0.05
+    t0 = w0 + warmup / rate  # the measured part's start
+    if warm is not None:
+        warm.started = time.time() + (w0 - loop.time())
     result.started = time.time() + (t0 - loop.time())  # t0 as Unix time
 
     async def one(i: int, due: float):
+        into = warm if i < warmup else measured
         conn = await pool.get()
         method, path, headers, body = make_request(i)
         sent = loop.time()
         try:
             status, payload = await conn.request(method, path, headers, body)
-            result.statuses[status] += 1
+            into.statuses[status] += 1
             if 200 <= status < 300:
                 now = loop.time()
-                result.latencies.append(now - due)
-                result.service.append(now - sent)
-                result.timeline.append((due - t0, now - due, now - sent))
+                into.latencies.append(now - due)
+                into.service.append(now - sent)
+                into.timeline.append((due - t0, now - due, now - sent))
                 if keep_bodies:
-                    result.bodies.append(json.loads(payload))
+                    into.bodies.append(json.loads(payload))
             else:
-                result.errors[f"http_{status}"] += 1
+                into.errors[f"http_{status}"] += 1
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             conn.close()
-            result.errors[type(exc).__name__] += 1
+            into.errors[type(exc).__name__] += 1
         finally:
             pool.put_nowait(conn)
-            result.sent += 1
+            into.sent += 1
 
     # Each request's task is made when it is due: making all of them up front
     # (a hundred thousand timers) stalled the loop for the run's first seconds.
+    measured = result
     running: set[asyncio.Task] = set()
-    for i in range(total):
-        due = t0 + i / rate
+    for i in range(warmup + total):
+        due = w0 + i / rate
         delay = due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -132,6 +147,8 @@ async def run_open_loop(
         task.add_done_callback(running.discard)
     await asyncio.gather(*running)
     result.finished = time.time()
+    if warm is not None:
+        warm.finished = result.started
     while not pool.empty():
         pool.get_nowait().close()
     return result

@@ -30,22 +30,26 @@ async def _serve(seen: list[tuple[str, int]]):
     return await asyncio.start_server(guarded, "127.0.0.1", 0)
 
 
-def test_the_warm_up_is_sent_first_and_counted_apart():
-    seen: list[tuple[str, int]] = []
+def _run(seen: list[tuple[str, int]], **kwargs):
+    """run_open_loop against a local server that answers 202 to everything."""
 
     async def main():
         server = await _serve(seen)
         port = server.sockets[0].getsockname()[1]
         try:
-            return await run_open_loop(
-                host="127.0.0.1", port=port, total=30, rate=500, warmup=20,
-                make_request=lambda i: ("POST", "/", {}, str(i).encode()),
-                connections=4,
-            )  # fmt: skip
+            return await run_open_loop(host="127.0.0.1", port=port, **kwargs)
         finally:
             server.close()
 
-    result = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_the_warm_up_is_sent_first_and_counted_apart():
+    seen: list[tuple[str, int]] = []
+    result = _run(
+        seen, total=30, rate=500, warmup=20, connections=4,
+        make_request=lambda i: ("POST", "/", {}, str(i).encode()),
+    )  # fmt: skip
     assert [int(body) for body, _ in seen] == list(range(50))  # due in order
     assert result.ok == 30 and result.sent == 30
     assert result.warmup.ok == 20 and result.warmup.sent == 20
@@ -58,18 +62,8 @@ def test_the_warm_up_is_sent_first_and_counted_apart():
 
 
 def test_without_a_warm_up_there_is_none():
-    seen: list[tuple[str, int]] = []
-
-    async def main():
-        server = await _serve(seen)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            return await run_open_loop(
-                host="127.0.0.1", port=port, total=5, rate=500,
-                make_request=lambda i: ("POST", "/", {}, b"x"), connections=2,
-            )  # fmt: skip
-        finally:
-            server.close()
-
-    result = asyncio.run(main())
+    result = _run(
+        [], total=5, rate=500, connections=2,
+        make_request=lambda i: ("POST", "/", {}, b"x"),
+    )  # fmt: skip
     assert result.ok == 5 and result.warmup is None

@@ -110,7 +110,7 @@ async def run_open_loop(
     result.started = time.time() + (t0 - loop.time())  # t0 as Unix time
 
     async def one(i: int, due: float):
-        into = warm if i < warmup else measured
+        into = warm if i < warmup else result
         conn = await pool.get()
         method, path, headers, body = make_request(i)
         sent = loop.time()
@@ -135,7 +135,6 @@ async def run_open_loop(
 
     # Each request's task is made when it is due: making all of them up front
     # (a hundred thousand timers) stalled the loop for the run's first seconds.
-    measured = result
     running: set[asyncio.Task] = set()
     for i in range(warmup + total):
         due = w0 + i / rate

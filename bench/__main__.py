@@ -729,6 +729,15 @@ def machine_speed_ms() -> float:
     return round(best * 1000, 1)
 
 
+def _intake_summary(load: LoadResult) -> dict:
+    """Intake p50/p99 and errors of a side run (baseline, warm-up)."""
+    return {
+        "intake_p50_ms": round(percentile(load.latencies, 50) * 1000, 1),
+        "intake_p99_ms": round(percentile(load.latencies, 99) * 1000, 1),
+        "errors": dict(load.errors),
+    }
+
+
 def run_scenario(args) -> int:
     args.loop_ms = machine_speed_ms()
     stack = Stack(args)
@@ -782,9 +791,7 @@ def run_scenario(args) -> int:
                 extra_rows["baseline"] = {
                     "cpu_seconds": base_cpu,
                     "requests_per_s": round(base_rate, 1),
-                    "intake_p50_ms": round(percentile(base.latencies, 50) * 1000, 1),
-                    "intake_p99_ms": round(percentile(base.latencies, 99) * 1000, 1),
-                    "errors": dict(base.errors),
+                    **_intake_summary(base),
                 }
                 time.sleep(2)  # let the server's backlog drain
             cpu_before = stack.cpu_seconds()
@@ -811,9 +818,7 @@ def run_scenario(args) -> int:
                     "seconds": args.warmup,
                     "requests": warm.sent,
                     "ok": warm.ok,
-                    "intake_p50_ms": round(percentile(warm.latencies, 50) * 1000, 1),
-                    "intake_p99_ms": round(percentile(warm.latencies, 99) * 1000, 1),
-                    "errors": dict(warm.errors),
+                    **_intake_summary(warm),
                 }
             if samples:
                 extra_rows["rss_mb_over_time"] = samples

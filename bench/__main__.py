@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench.loadgen import LoadResult, percentile, run_open_loop
 from bench.pgcpu import BackendCPU
+from bench.trace import Tracer
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -643,6 +644,12 @@ def main(argv=None) -> int:
         help="bare-INSERT requests offered before burst-single/steady on the same "
         "stack (default: as many as the scenario's payments, at most 20,000; 0: none)",
     )  # fmt: skip
+    p.add_argument(
+        "--trace", action="store_true",
+        help="sample each process's CPU and PostgreSQL's waits every 0.1 s into "
+        "bench/out/trace-<scenario>.csv (python -m bench.trace lines it up "
+        "with the timeline)",
+    )  # fmt: skip
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     p.add_argument("--concurrency", type=int, default=4, help="pool size per worker")
@@ -738,6 +745,16 @@ def _intake_summary(load: LoadResult) -> dict:
     }
 
 
+def _tracer(args, stack: Stack) -> Tracer | None:
+    if not args.trace:
+        return None
+    tracer = Tracer(
+        stack, stack.env["DATABASE_URL"], OUT / f"trace-{args.scenario}.csv"
+    )
+    tracer.start()
+    return tracer
+
+
 def run_scenario(args) -> int:
     args.loop_ms = machine_speed_ms()
     stack = Stack(args)
@@ -758,6 +775,7 @@ def run_scenario(args) -> int:
         extra_rows: dict = {}
         if args.scenario == "burst-batch":
             cpu_before = stack.cpu_seconds()
+            tracer = _tracer(args, stack)
             t_start = time.time()
             load = load_batch(stack, merchants, args.payments, run_id)
             expected = load.ok * 1000
@@ -809,6 +827,7 @@ def run_scenario(args) -> int:
             n_warm = int(args.rate * args.warmup) if args.scenario == "steady" else 0
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
+            tracer = _tracer(args, stack)
             load = load_single(stack, merchants, total, args.rate, run_id, n_warm)
             sampling.set()
             warm = load.warmup
@@ -833,6 +852,8 @@ def run_scenario(args) -> int:
         )
         print(f"latency per request: {save_timeline(args.scenario, load)}")
         if args.intake_only:
+            if tracer is not None:
+                print(f"trace: {tracer.stop()}")
             cpu_after = stack.cpu_seconds()
             cpu = {
                 k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 1)
@@ -845,6 +866,8 @@ def run_scenario(args) -> int:
             )  # fmt: skip
             return 0
         t_final = wait_final(expected, args.settle_timeout)
+        if tracer is not None:
+            print(f"trace: {tracer.stop()}")
         cpu_after = stack.cpu_seconds()
         cpu = {
             k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 1) for k in cpu_after

@@ -63,8 +63,11 @@ INSTALLED_APPS = [
     "payments",
 ]
 
+# The whole stack, for the admin (people in a browser). The API, /metrics and
+# the schema get API_MIDDLEWARE instead: no sessions, CSRF, user or messages,
+# which an API key on every request makes moot (core/handlers.py).
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "core.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,8 +75,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "core.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+API_MIDDLEWARE = [
+    "core.middleware.RequestMetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",  # nosniff, HSTS, SSL redirect
+    "django.middleware.common.CommonMiddleware",  # Host check, Content-Length
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+BROWSER_PATHS = ["/admin"]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -2,9 +2,9 @@ import os
 
 import pytest
 from django.db import connection
-from rest_framework.test import APIClient
 
 from payments.services import keys as key_service
+from tests.apiclient import APIClient
 from tests.factories import MerchantFactory, TokenFactory
 
 

@@ -1,8 +1,8 @@
 import pytest
-from rest_framework.test import APIClient
 
 from payments.models import ApiKey
 from payments.services.keys import api_key_create, api_key_revoke, clear_cache
+from tests.apiclient import APIClient
 
 pytestmark = pytest.mark.django_db
 

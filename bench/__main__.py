@@ -511,6 +511,10 @@ def verify(stack: Stack, expected: int) -> dict:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     checks["reconcile clean"] = done.returncode == 0
+    if done.returncode != 0:  # what broke, for whoever reads the row
+        report = OUT / "reconcile-failed.txt"
+        report.write_text(f"exit {done.returncode}\n{done.stdout}\n{done.stderr}")
+        print(f"reconcile failed: {report}")
     return checks
 
 

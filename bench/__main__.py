@@ -15,6 +15,7 @@ table and appends a row to bench/RESULTS.md.
 
 import argparse
 import asyncio
+import fcntl
 import json
 import os
 import platform
@@ -694,6 +695,13 @@ def main(argv=None) -> int:
     if args.baseline_requests is not None and args.baseline_requests < 0:
         p.error("--baseline-requests must be 0 or more")
     args.latency_ms = (lo, hi)
+    locks = bench_locks(args.db, args.redis_db)
+    if locks is None:
+        p.error(
+            f"another bench run is using database {args.db} or Redis database "
+            f"{args.redis_db}: wait for it to end, or give this one --db and "
+            "--redis-db of its own"
+        )
     if args.scenario != "all":
         return run_scenario(args)
     status = 0
@@ -722,6 +730,25 @@ def main(argv=None) -> int:
 # intake run at capacity. At 800 the baseline took all it was offered on a
 # fast hour, and the ratio read 85% against a capped baseline.
 BURST_RATE = 2000
+
+
+def bench_locks(db: str, redis_db: int) -> list | None:
+    """Exclusive locks on the bench database and Redis database, held until
+    the process ends; None if another run holds either. A second run would
+    drop the first one's database and flush its broker under it."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    held = []
+    for name in (f"db-{db}", f"redis-{redis_db}"):
+        fh = (OUT / f".lock-{name}").open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            for other in held:
+                other.close()
+            return None
+        held.append(fh)
+    return held
 
 
 def machine_speed_ms() -> float:

@@ -26,19 +26,37 @@ from bench.pgcpu import proc_cpu
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+_BACKGROUND = (
+    "checkpointer",
+    "walwriter",
+    "autovacuum",
+    "background writer",
+    "logical replication",
+    "archiver",
+)
+
+
+def postgres_kind(cmdline: str) -> str:
+    """'checkpointer', 'walwriter', 'autovacuum', ... or 'backend', from a
+    PostgreSQL process's command line ('postgres: [15/main: ]checkpointer')."""
+    if not cmdline.startswith("postgres: "):
+        return "postmaster"
+    what = cmdline[len("postgres: ") :]
+    cluster, sep, rest = what.partition(": ")
+    if sep and "/" in cluster:  # Debian names the cluster first
+        what = rest
+    for kind in _BACKGROUND:
+        if what.startswith(kind):
+            return kind.split()[0]
+    return "backend"
+
+
 def _postgres_kind(pid: int) -> str:
-    """'checkpointer', 'walwriter', 'autovacuum', 'backend', ... from cmdline."""
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return "gone"
-    if not cmd.startswith("postgres: "):
-        return "postmaster"
-    what = cmd[len("postgres: ") :]
-    for kind in ("checkpointer", "walwriter", "autovacuum", "background writer"):
-        if what.startswith(kind):
-            return kind.replace(" ", "")
-    return "backend" if "@" in what or " postgres " in what else "other"
+    return postgres_kind(cmd)
 
 
 def machine_cpu() -> dict[str, float]:

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from bench.__main__ import Stack
-from bench.trace import Tracer, machine_cpu, per_second
+from bench.trace import Tracer, machine_cpu, per_second, postgres_kind
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,3 +104,20 @@ def test_per_second_lines_requests_up_with_the_trace(tmp_path):
     assert rows[1]["p99_ms"] == 900.0
     assert rows[1]["cpu.web"] == 0.8  # the mean of the second's samples
     assert rows[1]["wait.IO:WALSync"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "kind"),
+    [
+        ("postgres: 15/main: checkpointer ", "checkpointer"),
+        ("postgres: checkpointer ", "checkpointer"),
+        ("postgres: 15/main: background writer ", "background"),
+        ("postgres: 15/main: autovacuum worker surge_bench", "autovacuum"),
+        ("postgres: walwriter ", "walwriter"),
+        ("postgres: 15/main: postgres surge 127.0.0.1(5432) idle", "backend"),
+        ("postgres: postgres surge [local] SELECT", "backend"),
+        ("/usr/lib/postgresql/15/bin/postgres -D /var/lib/x", "postmaster"),
+    ],
+)
+def test_postgres_processes_are_told_apart(cmdline, kind):
+    assert postgres_kind(cmdline) == kind

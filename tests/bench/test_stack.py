@@ -69,6 +69,14 @@ def test_a_process_that_is_gone_has_no_autogroup():
     assert autogroup_nice(proc.pid) is None
 
 
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "--scenario", "baseline", *args],
+        capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+
+
 def test_a_second_run_on_the_same_databases_is_refused_before_it_starts():
     # The first run holds the locks (as a running bench does); the second
     # would drop the first one's database and flush its broker.
@@ -77,23 +85,14 @@ def test_a_second_run_on_the_same_databases_is_refused_before_it_starts():
     locks = bench_locks("surge_bench_locktest", 14)
     assert locks is not None
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench", "--scenario", "baseline",
-             "--db", "surge_bench_locktest", "--redis-db", "14"],
-            capture_output=True, text=True, timeout=60,
-            cwd=Path(__file__).resolve().parents[2],
-        )  # fmt: skip
+        done = _bench("--db", "surge_bench_locktest", "--redis-db", "14")
         assert done.returncode == 2
         assert "another bench run is using database surge_bench_locktest" in done.stderr
         assert "starting the stack" not in done.stdout
-        # Another Redis database on the same PostgreSQL one is refused too.
-        again = subprocess.run(
-            [sys.executable, "-m", "bench", "--scenario", "baseline",
-             "--db", "surge_bench_locktest", "--redis-db", "13"],
-            capture_output=True, text=True, timeout=60,
-            cwd=Path(__file__).resolve().parents[2],
-        )  # fmt: skip
-        assert again.returncode == 2
+        # The same PostgreSQL database with another Redis one: refused too.
+        assert (
+            _bench("--db", "surge_bench_locktest", "--redis-db", "13").returncode == 2
+        )
     finally:
         for fh in locks:
             fh.close()

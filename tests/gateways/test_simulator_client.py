@@ -122,8 +122,8 @@ def test_a_kept_connection_the_server_closed_is_retried_once_on_a_new_one():
     ]
 
 
-def test_a_fresh_connection_closed_without_an_answer_is_an_unknown_outcome():
-    server = Scripted([None])
+def _inquire_expecting_unknown_outcome(steps: list[bytes | None]) -> Scripted:
+    server = Scripted(steps)
     gateway = _gateway(server.port)
     try:
         with pytest.raises(UnknownOutcome):
@@ -131,6 +131,11 @@ def test_a_fresh_connection_closed_without_an_answer_is_an_unknown_outcome():
     finally:
         gateway.close()
         server.close()
+    return server
+
+
+def test_a_fresh_connection_closed_without_an_answer_is_an_unknown_outcome():
+    server = _inquire_expecting_unknown_outcome([None])
     assert len(server.requests) == 1  # not sent twice
 
 
@@ -145,14 +150,7 @@ def test_a_fresh_connection_closed_without_an_answer_is_an_unknown_outcome():
 )
 def test_an_answer_that_is_not_the_simulators_http_is_an_unknown_outcome(answer):
     # The last one: the server closes after 15 of 50 bytes (Scripted ends).
-    server = Scripted([answer])
-    gateway = _gateway(server.port)
-    try:
-        with pytest.raises(UnknownOutcome):
-            gateway.inquire("key-1")
-    finally:
-        gateway.close()
-        server.close()
+    _inquire_expecting_unknown_outcome([answer])
 
 
 def test_connection_close_is_honoured():

@@ -207,7 +207,9 @@ class Stack:
         self.pg_cpu = BackendCPU(self.env["DATABASE_URL"])
         self.pg_cpu.start()
 
-    def _trees(self) -> tuple[dict[str, list[int]], dict[int, tuple[str, float]]]:
+    def process_trees(
+        self,
+    ) -> tuple[dict[str, list[int]], dict[int, tuple[str, float]]]:
         """Each stack process's tree of pids, and every pid's (name, CPU seconds)."""
         tick = os.sysconf("SC_CLK_TCK")
         children: dict[int, list[int]] = {}
@@ -245,7 +247,7 @@ class Stack:
 
     def rss_mb(self) -> dict[str, float]:
         """Current RSS of each process tree (sum over the tree), in MiB."""
-        trees, _ = self._trees()
+        trees, _ = self.process_trees()
         return {
             name: round(sum(self._status_kb(p, "VmRSS:") for p in tree) / 1024, 1)
             for name, tree in trees.items()
@@ -253,7 +255,7 @@ class Stack:
 
     def peak_memory_mb(self) -> dict[str, float]:
         """Peak RSS (VmHWM) of the largest process in each tree, in MiB."""
-        trees, _ = self._trees()
+        trees, _ = self.process_trees()
         return {
             name: round(
                 max((self._status_kb(p, "VmHWM:") for p in tree), default=0) / 1024, 1
@@ -264,7 +266,7 @@ class Stack:
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user+system) used so far by each process tree, and by all
         PostgreSQL and Redis server processes together."""
-        trees, info = self._trees()
+        trees, info = self.process_trees()
         out = {
             name: round(sum(info.get(p, ("", 0.0))[1] for p in tree), 1)
             for name, tree in trees.items()
@@ -695,7 +697,7 @@ def main(argv=None) -> int:
     if args.baseline_requests is not None and args.baseline_requests < 0:
         p.error("--baseline-requests must be 0 or more")
     args.latency_ms = (lo, hi)
-    locks = bench_locks(args.db, args.redis_db)
+    locks = bench_locks(args.db, args.redis_db)  # held until this returns
     if locks is None:
         p.error(
             f"another bench run is using database {args.db} or Redis database "

@@ -89,7 +89,7 @@ class Tracer:
         self._thread.start()
 
     def _cpu(self) -> Counter:
-        trees, info = self.stack._trees()
+        trees, info = self.stack.process_trees()
         out: Counter = Counter()
         for name, tree in trees.items():
             out[name] = sum(info.get(p, ("", 0.0))[1] for p in tree)

@@ -22,14 +22,15 @@ import psycopg
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of a live process, None if it is gone."""
+def proc_cpu(pid: int, *, children: bool = False) -> float | None:
+    """User + system CPU seconds of a live process (with ``children``, those
+    of its children it has reaped too), None if it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return sum(int(x) for x in fields[11 : 15 if children else 13]) / _TICK
 
 
 @dataclass

@@ -4,7 +4,8 @@ A slow request says only that it was slow. The tracer samples, every
 ``interval`` seconds, each stack process tree's CPU, PostgreSQL's by kind
 (backends, checkpointer, WAL writer, autovacuum, ...), and what the bench
 database's active backends were waiting on (pg_stat_activity), into
-``bench/out/trace-<scenario>.csv``. ``python -m bench.trace TIMELINE TRACE``
+``bench/out/trace-<scenario>.csv``. It finds the processes again every second
+(a walk of all of /proc) and reads only theirs in between: ~2% of a core. ``python -m bench.trace TIMELINE TRACE``
 then lines the two up second by second: request count, p99, the CPU of each
 part, and the waits, so an episode of slow requests can be read against what
 ran at that moment.
@@ -78,36 +79,54 @@ def machine_cpu() -> dict[str, float]:
 class Tracer:
     """Samples in a thread; ``stop()`` writes the CSV and returns its path."""
 
-    def __init__(self, stack, dsn: str, path: Path, interval: float = 0.1):
+    def __init__(
+        self, stack, dsn: str, path: Path, interval: float = 0.1, rescan: float = 1.0
+    ):
         self.stack, self.dsn, self.path, self.interval = stack, dsn, path, interval
+        self.rescan = rescan
         self.rows: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trace", daemon=True)
         self._kinds: dict[int, str] = {}
+        # Which pids to read, by column: found by a walk of all of /proc
+        # (~5 ms) every ``rescan`` seconds; each sample reads only these.
+        self._columns: dict[str, list[int]] = {}
+        self._own_only: set[int] = set()
+        self._scanned_at = float("-inf")
 
     def start(self) -> None:
         self._thread.start()
 
-    def _cpu(self) -> Counter:
+    def _scan(self) -> None:
         trees, info = self.stack.process_trees()
-        out: Counter = Counter()
-        for name, tree in trees.items():
-            out[name] = sum(info.get(p, ("", 0.0))[1] for p in tree)
-        own = info.get(os.getpid())
-        if own is not None:  # the load generator (and this sampler)
-            out["bench"] = own[1]
-        for name, seconds in machine_cpu().items():
-            out[f"machine.{name}"] = seconds
-        for pid, (comm, cpu) in info.items():
+        columns: dict[str, list[int]] = dict(trees)
+        columns["bench"] = [os.getpid()]  # the load generator (and this sampler)
+        own_only = set()
+        for pid, (comm, _) in info.items():
             if comm.startswith("postgres"):
                 kind = self._kinds.get(pid)
                 if kind is None:
                     kind = self._kinds[pid] = _postgres_kind(pid)
+                columns.setdefault(f"pg.{kind}", []).append(pid)
                 # Its own time only: the postmaster's would count every
                 # backend that ended (reaped children) a second time.
-                out[f"pg.{kind}"] += proc_cpu(pid) or 0.0
+                own_only.add(pid)
             elif comm.startswith("redis-server"):
-                out["redis"] += cpu
+                columns.setdefault("redis", []).append(pid)
+        self._columns, self._own_only = columns, own_only
+        self._scanned_at = time.monotonic()
+
+    def _cpu(self) -> Counter:
+        if time.monotonic() - self._scanned_at >= self.rescan:
+            self._scan()
+        out: Counter = Counter()
+        for column, pids in self._columns.items():
+            for pid in pids:
+                cpu = proc_cpu(pid, children=pid not in self._own_only)
+                if cpu is not None:  # gone since the scan
+                    out[column] += cpu
+        for name, seconds in machine_cpu().items():
+            out[f"machine.{name}"] = seconds
         return out
 
     def _run(self) -> None:

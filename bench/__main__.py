@@ -597,12 +597,17 @@ def _append(row: dict) -> None:
         f"{row['settle_p50_ms']}/{row['settle_p95_ms']}/{row['settle_p99_ms']}"
         if "settle_p50_ms" in row else "-"
     )  # fmt: skip
+    after = row.get("baseline_after")
     baseline = (
-        f"{row['baseline']['requests_per_s']} ({row['intake_vs_baseline']:.0%})"
+        f"{row['baseline']['requests_per_s']}"
+        + (f" / {after['requests_per_s']} after" if after else "")
+        + f" ({row['intake_vs_baseline']:.0%})"
         if "intake_vs_baseline" in row else "-"
     )  # fmt: skip
     if row.get("baseline_kept_up_with_offered_rate"):
         baseline += " (baseline at the offered rate: ratio overstated)"
+    if row.get("ratio_unsteady"):
+        baseline += " (the machine changed speed: ratio unsteady)"
     with RESULTS.open("a") as f:
         f.write(
             f"| {row['when']} | {row['scenario']}"
@@ -788,6 +793,69 @@ def _tracer(args, stack: Stack) -> Tracer | None:
     return tracer
 
 
+def _baseline_run(args, stack: Stack, n: int) -> dict:
+    """The bare-INSERT endpoint at the scenario's offered rate: its rate, CPU
+    and latency, and whether it took all it was offered."""
+    before = stack.cpu_seconds()
+    base = load_baseline(stack, n, args.rate)
+    cpu = {k: round(v - before.get(k, 0), 1) for k, v in stack.cpu_seconds().items()}
+    rate = base.ok / base.duration if base.duration else 0.0
+    kept_up = args.scenario == "burst-single" and rate >= 0.97 * args.rate
+    if kept_up:  # its capacity is higher, and intake / baseline overstates intake
+        print(
+            f"warning: the baseline kept up with the offered {args.rate}/s; "
+            "offer more (--rate) for a ratio"
+        )
+    time.sleep(2)  # let the server's backlog drain
+    return {
+        "cpu_seconds": cpu,
+        "requests_per_s": round(rate, 1),
+        "kept_up": kept_up,
+        **_intake_summary(base),
+    }
+
+
+# A spread wider than this between the baseline before and after the scenario
+# means the machine changed speed under the run: the ratio is flagged.
+BASELINE_SPREAD = 0.15
+
+
+def _ratio(args, stack: Stack, load: LoadResult, n_base: int, rows: dict) -> None:
+    """intake / baseline. For burst-single the baseline runs again after the
+    scenario (the pipeline done) and the ratio is read against the mean of
+    the two: machines of this kind change speed within minutes, and a
+    baseline run in a slow minute made one ratio read 79% against 51-58% in
+    the runs around it."""
+    if not n_base or not load.duration:
+        return
+    before, after = rows["baseline"]["requests_per_s"], None
+    if args.scenario == "burst-single":
+        rows["baseline_after"] = _baseline_run(args, stack, n_base)
+        rows["baseline_after"].pop("kept_up")
+        after = rows["baseline_after"]["requests_per_s"]
+    ratio, spread = baseline_ratio(load.ok / load.duration, before, after)
+    rows["intake_vs_baseline"] = round(ratio, 3)
+    if spread is not None:
+        rows["baseline_spread"] = round(spread, 3)
+        if spread > BASELINE_SPREAD:
+            rows["ratio_unsteady"] = True
+            print(
+                f"warning: the baseline ran at {before} and {after} req/s before "
+                "and after: the machine changed speed, the ratio is unsteady"
+            )
+
+
+def baseline_ratio(
+    intake: float, before: float, after: float | None
+) -> tuple[float, float | None]:
+    """(intake / the baseline's mean rate, the spread of the two baseline runs
+    relative to their mean; None with one run)."""
+    if after is None:
+        return intake / max(before, 0.1), None
+    mean = (before + after) / 2
+    return intake / max(mean, 0.1), abs(before - after) / max(mean, 0.1)
+
+
 def run_scenario(args) -> int:
     args.loop_ms = machine_speed_ms()
     stack = Stack(args)
@@ -806,6 +874,7 @@ def run_scenario(args) -> int:
             return 0
         merchants = setup_merchants(args.merchants)
         extra_rows: dict = {}
+        n_base = 0  # bare-INSERT requests beside the scenario
         if args.scenario == "burst-batch":
             cpu_before = stack.cpu_seconds()
             tracer = _tracer(args, stack)
@@ -824,27 +893,9 @@ def run_scenario(args) -> int:
                 else args.baseline_requests
             )
             if n_base:
-                base_cpu = stack.cpu_seconds()
-                base = load_baseline(stack, n_base, args.rate)
-                base_cpu = {
-                    k: round(v - base_cpu.get(k, 0), 1)
-                    for k, v in stack.cpu_seconds().items()
-                }
-                base_rate = base.ok / base.duration if base.duration else 0.0
-                if args.scenario == "burst-single" and base_rate >= 0.97 * args.rate:
-                    # The baseline took all it was offered: its capacity is
-                    # higher, and intake / baseline overstates intake.
-                    print(
-                        f"warning: the baseline kept up with the offered "
-                        f"{args.rate}/s; offer more (--rate) for a ratio"
-                    )
+                extra_rows["baseline"] = _baseline_run(args, stack, n_base)
+                if extra_rows["baseline"].pop("kept_up"):
                     extra_rows["baseline_kept_up_with_offered_rate"] = True
-                extra_rows["baseline"] = {
-                    "cpu_seconds": base_cpu,
-                    "requests_per_s": round(base_rate, 1),
-                    **_intake_summary(base),
-                }
-                time.sleep(2)  # let the server's backlog drain
             cpu_before = stack.cpu_seconds()
             t_start = time.time()
             samples: list[tuple[float, dict]] = []
@@ -874,12 +925,6 @@ def run_scenario(args) -> int:
                 }
             if samples:
                 extra_rows["rss_mb_over_time"] = samples
-            if n_base and load.duration:
-                extra_rows["intake_vs_baseline"] = round(
-                    (load.ok / load.duration)
-                    / max(extra_rows["baseline"]["requests_per_s"], 0.1),
-                    3,
-                )
         print(
             f"load done: {load.ok} ok of {load.sent} in {load.duration:.1f}s; settling..."
         )
@@ -892,6 +937,7 @@ def run_scenario(args) -> int:
                 k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 1)
                 for k in cpu_after
             }
+            _ratio(args, stack, load, n_base, extra_rows)
             args.scenario += " (intake only)"
             report(
                 args, load, None, {}, stack.peak_memory_mb(), t_start, None,
@@ -905,6 +951,7 @@ def run_scenario(args) -> int:
         cpu = {
             k: round(cpu_after.get(k, 0) - cpu_before.get(k, 0), 1) for k in cpu_after
         }
+        _ratio(args, stack, load, n_base, extra_rows)
         figures = db_figures()
         checks = verify(stack, expected)
         args.accepted_per_s = report(

@@ -97,3 +97,15 @@ def test_a_second_run_on_the_same_databases_is_refused_before_it_starts():
         for fh in locks:
             fh.close()
     assert bench_locks("surge_bench_locktest", 14) is not None  # free again
+
+
+def test_the_ratio_is_read_against_the_mean_of_both_baselines():
+    from bench.__main__ import BASELINE_SPREAD, baseline_ratio
+
+    assert baseline_ratio(300.0, 600.0, None) == (0.5, None)
+    ratio, spread = baseline_ratio(344.3, 437.4, 600.0)
+    assert round(ratio, 3) == round(344.3 / 518.7, 3)
+    assert spread > BASELINE_SPREAD  # the machine changed speed: flagged
+    ratio, spread = baseline_ratio(400.0, 640.0, 660.0)
+    assert round(ratio, 3) == round(400 / 650, 3)
+    assert spread < BASELINE_SPREAD

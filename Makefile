@@ -42,8 +42,8 @@ format: venv
 	$(VENV)/bin/ruff format .
 
 # Every scenario, each on a fresh stack: the 100k payroll burst, 20k single
-# POSTs offered at 2,000/s with the bare-INSERT baseline side by side, and steady at 70%
-# of what that burst sustained, for 3 minutes (~10 minutes). One scenario:
+# POSTs offered at 2,000/s with the bare-INSERT baseline before and after, and steady
+# at 70% of what that burst sustained, for 3 minutes (~12 minutes). One scenario:
 # BENCH_ARGS="--scenario ...".
 BENCH_ARGS ?= --scenario all --duration 180
 

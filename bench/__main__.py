@@ -886,7 +886,8 @@ def run_scenario(args) -> int:
                 args.rate * args.duration
             )  # fmt: skip
             # The bare-INSERT baseline, side by side: same stack, same offered
-            # rate, just before; intake efficiency is the ratio of the two.
+            # rate, just before (and for burst-single again just after, see
+            # _ratio); intake efficiency is the ratio of the two.
             n_base = (
                 min(total, 20_000)
                 if args.baseline_requests is None

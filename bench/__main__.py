@@ -105,6 +105,14 @@ def _nice_autogroup(pid: int, nice: int) -> None:
         print(f"(could not nice the session of {pid}: {exc}; nice -n only)")
 
 
+# What the stack's environment sets whatever the bench's own says.
+STACK_ENV = frozenset({
+    "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SURGE_ENV", "SURGE_BENCH",
+    "LOG_LEVEL", "SURGE_TASK_BATCH_SIZE", "CELERY_PREFETCH",
+    "SURGE_SWEEP_AFTER_SECONDS", "GATEWAY_SIMULATOR_URLS", "PROMETHEUS_MULTIPROC_DIR",
+})  # fmt: skip
+
+
 class Stack:
     """Every process of the stack, each in its own session, logs under bench/out."""
 
@@ -528,7 +536,7 @@ def report(args, load: LoadResult, figures: dict | None, checks: dict, memory: d
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "scenario": args.scenario,
         # What differs from `make bench`'s stack, so a row says how it was run.
-        "variant": f"pipeline nice {args.pipeline_nice}" if args.pipeline_nice else "",
+        "variant": getattr(args, "variant", ""),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
         f"{platform.python_version()}, loop {args.loop_ms} ms",
         "requests": load.sent,
@@ -623,7 +631,7 @@ def _append(row: dict) -> None:
 SCENARIOS = ["burst-batch", "burst-single", "steady", "baseline"]
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--scenario", default="burst-batch", choices=[*SCENARIOS, "all"],
@@ -687,6 +695,11 @@ def main(argv=None) -> int:
     p.add_argument("--settle-timeout", type=float, default=600)
     p.add_argument("--db", default="surge_bench")
     p.add_argument("--redis-db", type=int, default=15)
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
     args = p.parse_args(argv)
     try:
         lo, hi = (int(x) for x in args.latency_ms.split("-"))
@@ -701,6 +714,7 @@ def main(argv=None) -> int:
         p.error("--warmup must be 0 or more")
     if args.baseline_requests is not None and args.baseline_requests < 0:
         p.error("--baseline-requests must be 0 or more")
+    args.variant = stack_variant(args, p, os.environ)
     args.latency_ms = (lo, hi)
     locks = bench_locks(args.db, args.redis_db)  # held until this returns
     if locks is None:
@@ -730,6 +744,42 @@ def main(argv=None) -> int:
         if scenario == "burst-single":
             capacity = getattr(sub, "accepted_per_s", None)
     return status
+
+
+# Options that shape the stack or the load: a run with any of them off its
+# default is a variant, and its row says so.
+VARIANT_OPTIONS = (
+    "connections", "workers", "concurrency", "pool", "prefetch", "relays",
+    "pipeline_nice", "web_workers", "web_threads", "task_batch", "latency_ms",
+    "merchants",
+)  # fmt: skip
+# The stack's processes inherit the bench's environment: settings read from
+# these reach them too, and change the run as much as an option does.
+VARIANT_ENV_PREFIXES = (
+    "SURGE_", "GATEWAY_", "CELERY_", "DATABASE_POOL", "CONN_", "MALLOC_",
+    "GUNICORN_", "WEB_CONCURRENCY", "PYTHONMALLOC", "PYTHONOPTIMIZE",
+    "PYTHONDEVMODE", "PYTHONTRACEMALLOC", "PYTHONASYNCIODEBUG",
+)  # fmt: skip
+
+
+def stack_variant(args, parser: argparse.ArgumentParser, environ) -> str:
+    """How this run's stack differs from `make bench`'s: options off their
+    defaults, no baseline, tracing, and inherited settings (environment)."""
+    parts = [
+        f"--{name.replace('_', '-')} {getattr(args, name)}"
+        for name in VARIANT_OPTIONS
+        if getattr(args, name) != parser.get_default(name)
+    ]
+    if args.baseline_requests == 0:
+        parts.append("no baseline")
+    if args.trace:
+        parts.append("traced")
+    parts += [
+        f"{name}={environ[name]}"
+        for name in sorted(environ)
+        if name.startswith(VARIANT_ENV_PREFIXES) and name not in STACK_ENV
+    ]
+    return ", ".join(parts)
 
 
 # burst-single's default offered rate: above what the box takes (the bare

@@ -1,4 +1,5 @@
-"""The benchmark's stack: processes meant to yield the CPU really do."""
+"""The benchmark's stack: processes meant to yield the CPU really do, and a
+run on anything but `make bench`'s stack says so in its row."""
 
 import subprocess
 import sys
@@ -6,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import _nice_autogroup, autogroup_nice, parse_autogroup
+from bench.__main__ import (
+    STACK_ENV,
+    Stack,
+    _nice_autogroup,
+    autogroup_nice,
+    parse_autogroup,
+    parser,
+    stack_variant,
+)
 
 needs_autogroup = pytest.mark.skipif(
     not Path("/proc/self/autogroup").exists(),
@@ -109,3 +118,38 @@ def test_the_ratio_is_read_against_the_mean_of_both_baselines():
     ratio, spread = baseline_ratio(400.0, 640.0, 660.0)
     assert round(ratio, 3) == round(400 / 650, 3)
     assert spread < BASELINE_SPREAD
+
+
+def _args(*argv: str):
+    return parser().parse_args(list(argv))
+
+
+def test_make_bench_stack_is_no_variant():
+    assert stack_variant(_args("--scenario", "all"), parser(), {"HOME": "/root"}) == ""
+
+
+def test_every_option_off_its_default_is_named():
+    args = _args("--web-workers", "4", "--web-threads", "4", "--pipeline-nice", "10",
+                 "--latency-ms", "1-2", "--baseline-requests", "0", "--trace")  # fmt: skip
+    assert stack_variant(args, parser(), {}) == (
+        "--pipeline-nice 10, --web-workers 4, --web-threads 4, --latency-ms 1-2, "
+        "no baseline, traced"
+    )
+
+
+def test_inherited_settings_are_named_and_the_stacks_own_are_not():
+    env = {
+        "MALLOC_ARENA_MAX": "2",
+        "SURGE_TASK_BATCH_SIZE": "7",  # the stack sets it from --task-batch
+        "DATABASE_URL": "postgres://elsewhere/x",  # the stack sets its own
+        "GATEWAY_BULKHEAD_SIZE": "8",
+        "PATH": "/usr/bin",
+    }
+    assert stack_variant(_args(), parser(), env) == (
+        "GATEWAY_BULKHEAD_SIZE=8, MALLOC_ARENA_MAX=2"
+    )
+
+
+def test_the_names_the_stack_sets_itself_are_exactly_its_own(monkeypatch):
+    monkeypatch.setattr("os.environ", {})
+    assert set(Stack(_args()).env) == STACK_ENV

@@ -824,6 +824,30 @@ def machine_speed_ms() -> float:
     return round(best * 1000, 1)
 
 
+def rss_growth_per_payment(
+    samples: list[tuple[float, dict[str, float]]], rate: float
+) -> dict[str, float]:
+    """Bytes of RSS each process tree gained per payment over the second half
+    of a run at ``rate`` payments/s, from (seconds, {tree: MiB}) samples.
+
+    The first half holds start-up (a worker child's gateway pool starts with
+    its first charge, caches fill): growth per payment is read after it. A
+    tree that keeps memory per payment grows in every half; one that only
+    reaches its high-water mark does not. Nothing below three samples."""
+    if len(samples) < 3 or rate <= 0:
+        return {}
+    t_end, last = samples[-1]
+    t_mid, mid = next((t, rss) for t, rss in samples if t >= t_end / 2)
+    payments = rate * (t_end - t_mid)
+    if payments <= 0:
+        return {}
+    return {
+        name: round((last[name] - mid[name]) * 2**20 / payments, 1)
+        for name in last
+        if name in mid
+    }
+
+
 def _intake_summary(load: LoadResult) -> dict:
     """Intake p50/p99 and errors of a side run (baseline, warm-up)."""
     return {
@@ -984,6 +1008,12 @@ def run_scenario(args) -> int:
                 }
             if samples:
                 extra_rows["rss_mb_over_time"] = samples
+                growth = rss_growth_per_payment(samples, args.rate)
+                if growth:
+                    extra_rows["rss_growth_bytes_per_payment"] = growth
+                    print(
+                        f"RSS growth over the run's second half, bytes per payment: {growth}"
+                    )
         print(
             f"load done: {load.ok} ok of {load.sent} in {load.duration:.1f}s; settling..."
         )

@@ -14,6 +14,7 @@ from bench.__main__ import (
     autogroup_nice,
     parse_autogroup,
     parser,
+    rss_growth_per_payment,
     stack_variant,
 )
 
@@ -153,3 +154,21 @@ def test_inherited_settings_are_named_and_the_stacks_own_are_not():
 def test_the_names_the_stack_sets_itself_are_exactly_its_own(monkeypatch):
     monkeypatch.setattr("os.environ", {})
     assert set(Stack(_args()).env) == STACK_ENV
+
+
+def test_rss_growth_is_read_per_payment_over_the_second_half():
+    # A worker that starts its pools in the first minutes, then keeps 1 MiB
+    # per 300 s at 500 payments/s; a tree that grows with every payment.
+    samples = []
+    for t in range(30, 601, 30):
+        worker = 470.0 + min(t, 120) / 12 + (max(t, 300) - 300) / 300
+        samples.append((t, {"worker": worker, "leaky": 100.0 + t / 10}))
+    growth = rss_growth_per_payment(samples, rate=500)
+    assert growth["worker"] == round(2**20 / (500 * 300), 1)  # 7.0 bytes
+    assert growth["leaky"] == round(30 * 2**20 / (500 * 300), 1)  # 209.7
+
+
+def test_rss_growth_needs_three_samples_and_a_rate():
+    two = [(30, {"web": 1.0}), (60, {"web": 2.0})]
+    assert rss_growth_per_payment(two, rate=500) == {}
+    assert rss_growth_per_payment([*two, (90, {"web": 3.0})], rate=0) == {}

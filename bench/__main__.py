@@ -536,7 +536,7 @@ def report(args, load: LoadResult, figures: dict | None, checks: dict, memory: d
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "scenario": args.scenario,
         # What differs from `make bench`'s stack, so a row says how it was run.
-        "variant": getattr(args, "variant", ""),
+        "variant": args.variant,
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
         f"{platform.python_version()}, loop {args.loop_ms} ms",
         "requests": load.sent,
@@ -762,13 +762,13 @@ VARIANT_ENV_PREFIXES = (
 )  # fmt: skip
 
 
-def stack_variant(args, parser: argparse.ArgumentParser, environ) -> str:
+def stack_variant(args, options: argparse.ArgumentParser, environ) -> str:
     """How this run's stack differs from `make bench`'s: options off their
     defaults, no baseline, tracing, and inherited settings (environment)."""
     parts = [
         f"--{name.replace('_', '-')} {getattr(args, name)}"
         for name in VARIANT_OPTIONS
-        if getattr(args, name) != parser.get_default(name)
+        if getattr(args, name) != options.get_default(name)
     ]
     if args.baseline_requests == 0:
         parts.append("no baseline")

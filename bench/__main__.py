@@ -483,6 +483,26 @@ def db_figures() -> dict:
     }
 
 
+# The server's settings that move the figures: a row records them, since the
+# bench runs on whatever PostgreSQL the machine has.
+POSTGRES_SETTINGS = (
+    "server_version", "synchronous_commit", "fsync", "full_page_writes",
+    "wal_compression", "max_wal_size", "checkpoint_timeout", "shared_buffers",
+    "autovacuum",
+)  # fmt: skip
+
+
+def postgres_settings() -> dict[str, str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+            [list(POSTGRES_SETTINGS)],
+        )
+        return dict(sorted(cursor.fetchall()))
+
+
 def verify(stack: Stack, expected: int) -> dict:
     """All final, no duplicates, one gateway charge per settled payment, reconcile."""
     from django.db import connection
@@ -947,7 +967,7 @@ def run_scenario(args) -> int:
             report(args, load, None, {}, stack.peak_memory_mb(), t_start, None)
             return 0
         merchants = setup_merchants(args.merchants)
-        extra_rows: dict = {}
+        extra_rows: dict = {"postgres_settings": postgres_settings()}
         n_base = 0  # bare-INSERT requests beside the scenario
         if args.scenario == "burst-batch":
             cpu_before = stack.cpu_seconds()

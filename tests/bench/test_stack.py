@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import (
+    POSTGRES_SETTINGS,
     STACK_ENV,
     Stack,
     _nice_autogroup,
     autogroup_nice,
     parse_autogroup,
     parser,
+    postgres_settings,
     rss_growth_per_payment,
     stack_variant,
 )
@@ -172,3 +174,17 @@ def test_rss_growth_needs_three_samples_and_a_rate():
     two = [(30, {"web": 1.0}), (60, {"web": 2.0})]
     assert rss_growth_per_payment(two, rate=500) == {}
     assert rss_growth_per_payment([*two, (90, {"web": 3.0})], rate=0) == {}
+
+
+@pytest.mark.django_db
+def test_a_row_records_the_servers_settings():
+    settings = postgres_settings()
+    assert set(settings) == set(POSTGRES_SETTINGS)
+    assert settings["synchronous_commit"] in (
+        "on",
+        "off",
+        "local",
+        "remote_write",
+        "remote_apply",
+    )
+    assert settings["max_wal_size"][-2:] in ("MB", "GB", "TB")

@@ -1,6 +1,6 @@
-import asyncio
 import contextlib
 
+import uvloop
 from django.core.management.base import BaseCommand, CommandError
 
 from gateways.simulator.server import Simulator, serve
@@ -39,5 +39,8 @@ class Command(BaseCommand):
             log_file=log_file,
         )
         self.stdout.write(f"gateway simulator on http://{host}:{port}")
+        # uvloop: the simulator stands in for a remote processor but shares
+        # this box's cores with Surge in the bench; on libuv it spends about a
+        # third less CPU per charge than on asyncio's own loop.
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(host, port, simulator))
+            uvloop.run(serve(host, port, simulator))

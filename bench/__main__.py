@@ -601,7 +601,7 @@ def report(args, load: LoadResult, figures: dict | None, checks: dict, memory: d
 def _append(row: dict) -> None:
     header = (
         "| when (UTC) | scenario | machine | payments | accepted/s | baseline req/s "
-        "(intake / baseline) | settled/s | last settled after (s) | last settle - last "
+        "(intake / baseline; steady: its p99) | settled/s | last settled after (s) | last settle - last "
         "accept (s) | intake p50/p95/p99 ms | accept->settled p50/p95/p99 ms | errors "
         "| checks |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
@@ -625,13 +625,17 @@ def _append(row: dict) -> None:
         f"{row['settle_p50_ms']}/{row['settle_p95_ms']}/{row['settle_p99_ms']}"
         if "settle_p50_ms" in row else "-"
     )  # fmt: skip
-    after = row.get("baseline_after")
-    baseline = (
-        f"{row['baseline']['requests_per_s']}"
-        + (f" / {after['requests_per_s']} after" if after else "")
-        + f" ({row['intake_vs_baseline']:.0%})"
-        if "intake_vs_baseline" in row else "-"
-    )  # fmt: skip
+    before, after = row.get("baseline"), row.get("baseline_after")
+    if "intake_vs_baseline" in row:
+        baseline = (
+            f"{before['requests_per_s']}"
+            + (f" / {after['requests_per_s']} after" if after else "")
+            + f" ({row['intake_vs_baseline']:.0%})"
+        )
+    elif before:  # steady: same rate for both, so compare their tails
+        baseline = f"{before['requests_per_s']} (its p99 {before['intake_p99_ms']} ms)"
+    else:
+        baseline = "-"
     if row.get("baseline_kept_up_with_offered_rate"):
         baseline += " (baseline at the offered rate: ratio overstated)"
     if row.get("ratio_unsteady"):
@@ -920,8 +924,9 @@ def _ratio(args, stack: Stack, load: LoadResult, n_base: int, rows: dict) -> Non
     scenario (the pipeline done) and the ratio is read against the mean of
     the two: machines of this kind change speed within minutes, and a
     baseline run in a slow minute made one ratio read 79% against 51-58% in
-    the runs around it."""
-    if not n_base or not load.duration:
+    the runs around it. Steady offers both the same fixed rate, so a ratio
+    says nothing there: its row compares the two p99s instead."""
+    if not n_base or not load.duration or not args.scenario.startswith("burst"):
         return
     before, after = rows["baseline"]["requests_per_s"], None
     if args.scenario == "burst-single":

@@ -4,9 +4,11 @@ run on anything but `make bench`'s stack says so in its row."""
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+import bench.__main__ as bench_main
 from bench.__main__ import (
     POSTGRES_SETTINGS,
     STACK_ENV,
@@ -188,3 +190,44 @@ def test_a_row_records_the_servers_settings():
         "remote_apply",
     )
     assert settings["max_wal_size"][-2:] in ("MB", "GB", "TB")
+
+
+def _row(scenario: str, **extra) -> dict:
+    return {
+        "when": "2026-12-04 15:12", "scenario": scenario, "machine": "2 cores",
+        "ok": 1000, "accepted_per_s": 690.0, "intake_p50_ms": 4.4,
+        "intake_p95_ms": 13.5, "intake_p99_ms": 29.6, "errors": {},
+        "checks": {"reconcile clean": True}, **extra,
+    }  # fmt: skip
+
+
+def test_a_burst_row_shows_the_ratio_and_a_steady_row_the_baselines_p99(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(bench_main, "RESULTS", tmp_path / "RESULTS.md")
+    base = {"requests_per_s": 690.0, "intake_p99_ms": 32.0}
+    bench_main._append(
+        _row(
+            "burst-single",
+            baseline={**base, "requests_per_s": 1505.1},
+            baseline_after={**base, "requests_per_s": 1599.2},
+            intake_vs_baseline=0.635,
+        )
+    )
+    bench_main._append(_row("steady", baseline=base))
+    bench_main._append(_row("burst-batch"))
+    text = (tmp_path / "RESULTS.md").read_text()
+    burst, steady, batch = [line.split(" | ")[5] for line in text.splitlines()[-3:]]
+    assert burst == "1505.1 / 1599.2 after (64%)"
+    assert steady == "690.0 (its p99 32.0 ms)"
+    assert batch == "-"
+    assert text.count("| when (UTC) |") == 1  # the header once, above the rows
+
+
+def test_steady_gets_no_ratio_both_run_at_its_fixed_rate():
+    rows = {"baseline": {"requests_per_s": 690.0}}
+    load = SimpleNamespace(ok=6900, duration=10.0)
+    bench_main._ratio(SimpleNamespace(scenario="steady"), None, load, 6900, rows)
+    assert "intake_vs_baseline" not in rows
+    bench_main._ratio(SimpleNamespace(scenario="burst-batch"), None, load, 6900, rows)
+    assert rows["intake_vs_baseline"] == 1.0  # a burst is read as a ratio

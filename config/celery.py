@@ -31,3 +31,21 @@ def _freeze_what_was_loaded(**kwargs) -> None:
     in each prefork child, ``worker_ready`` in the main process (the threads
     and solo pools)."""
     gc.freeze()
+
+
+_trimmer = None
+
+
+@signals.task_received.connect  # the consumer, in the worker's main process
+@signals.task_postrun.connect  # the process (or thread) that ran the task
+def _give_freed_heap_back(**kwargs) -> None:
+    """RSS that follows what the process holds, not its high-water marks
+    (``core.memory``); SURGE_MALLOC_TRIM_SECONDS apart at most."""
+    global _trimmer
+    if _trimmer is None:
+        from django.conf import settings
+
+        from core.memory import HeapTrimmer
+
+        _trimmer = HeapTrimmer(settings.SURGE_MALLOC_TRIM_SECONDS)
+    _trimmer.maybe_trim()

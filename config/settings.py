@@ -283,6 +283,9 @@ SURGE_BENCH = env.bool("SURGE_BENCH", default=False) and not PRODUCTION
 SURGE_TASK_BATCH_SIZE = env.int("SURGE_TASK_BATCH_SIZE", default=200)
 # A non-terminal payment untouched this long is re-driven by the sweeper.
 SURGE_SWEEP_AFTER_SECONDS = env.int("SURGE_SWEEP_AFTER_SECONDS", default=60)
+# Celery processes hand freed heap back to the OS at most this often (core/memory.py;
+# 0: never).
+SURGE_MALLOC_TRIM_SECONDS = env.float("SURGE_MALLOC_TRIM_SECONDS", default=5.0)
 
 # --- Webhooks to merchants (payments/services/webhooks.py) --------------------
 # Events newer than (oldest open writing transaction, or now) minus this margin

@@ -19,8 +19,10 @@ def rss_kb():
 
 kept = []
 start = rss_kb()
+all_started = threading.Barrier(8)  # alive together: an arena each, none reused
 
 def fragment():
+    all_started.wait()
     junk = [bytes(2000) + str(i).encode() for i in range(10_000)]
     kept.append(junk[::50])  # one block in fifty stays: pages stay half-used
 

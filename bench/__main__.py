@@ -10,7 +10,8 @@ It creates a fresh database, starts gunicorn (gthread), Celery workers, the
 relay, beat and the gateway simulator (20-50 ms latency) itself, drives the
 load, waits until every accepted payment is final, verifies (all final, no
 duplicates, one gateway charge per settled payment, reconcile clean), prints a
-table and appends a row to bench/RESULTS.md.
+table, writes every figure to bench/out/<scenario>-result.json and appends a
+row to bench/RESULTS.md.
 """
 
 import argparse
@@ -593,9 +594,85 @@ def report(args, load: LoadResult, figures: dict | None, checks: dict, memory: d
         )
     row["checks"] = checks
     row.update(extra or {})
-    print(json.dumps(row, indent=2, default=str))
+    path = OUT / f"{_slug(row['scenario'])}-result.json"
+    path.write_text(json.dumps(row, indent=2, default=str) + "\n")
+    print(summary(row, path))
     _append(row)
     return row
+
+
+def _slug(scenario: str) -> str:
+    """``burst-single (intake only)`` -> ``burst-single-intake-only``."""
+    return "-".join("".join(c if c.isalnum() else " " for c in scenario).split())
+
+
+def summary(row: dict, path: Path | None = None) -> str:
+    """A run's figures as a table for a person; ``path`` (the JSON) has them all."""
+    variant = f" ({row['variant']})" if row.get("variant") else ""
+    payments = row.get("payments", row["ok"])
+    lines = [
+        ("scenario", f"{row['scenario']}{variant}, {row['when']} UTC"),
+        ("machine", row["machine"]),
+        ("accepted", f"{payments:,} payments, {row['accepted_per_s']:,}/s"),
+    ]
+    before, after = row.get("baseline"), row.get("baseline_after")
+    if "intake_vs_baseline" in row:
+        rates = f"{before['requests_per_s']:,}" + (
+            f" before, {after['requests_per_s']:,} after" if after else ""
+        )
+        lines.append(
+            ("bare-INSERT baseline",
+             f"{rates} req/s: intake at {row['intake_vs_baseline']:.0%}"
+             + _ratio_flags(row))
+        )  # fmt: skip
+    elif before:
+        lines.append(
+            ("bare-INSERT baseline",
+             f"{before['requests_per_s']:,} req/s, p99 {before['intake_p99_ms']} ms")
+        )  # fmt: skip
+    lines.append(("intake ms", _percentiles(row, "intake_p{}_ms")))
+    if "settled" in row:
+        lines.append(
+            ("settled",
+             f"{row['settled']:,}, {row['settled_per_s']:,}/s; the last "
+             f"{row['last_settled_after_s']} s after the start, "
+             f"{row['last_settle_minus_last_accept_s']} s after the last accept")
+        )  # fmt: skip
+        lines.append(("accept->settled ms", _percentiles(row, "settle_p{}_ms")))
+    errors = ", ".join(f"{name} {n}" for name, n in row["errors"].items())
+    lines.append(("errors", errors or "none"))
+    cpu = row.get("cpu_seconds") or {}
+    if cpu and payments:
+        lines.append(
+            ("CPU ms a payment",
+             ", ".join(f"{name} {s * 1000 / payments:.3f}"
+                       for name, s in cpu.items() if s))
+        )  # fmt: skip
+    memory = ", ".join(f"{name} {mb}" for name, mb in row["peak_mem_mb"].items())
+    lines.append(("peak memory MB", memory or "-"))
+    checks = row.get("checks") or {}
+    if checks:
+        failed = [name for name, ok in checks.items() if not ok]
+        verdict = "FAILED: " + ", ".join(failed) if failed else "all pass"
+        lines.append(("checks", f"{verdict} ({', '.join(checks)})"))
+    if path is not None:
+        lines.append(("every figure", str(path)))
+    width = max(len(name) for name, _ in lines)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in lines)
+
+
+def _ratio_flags(row: dict) -> str:
+    """Why a ratio is not to be trusted, if it is not."""
+    flags = ""
+    if row.get("baseline_kept_up_with_offered_rate"):
+        flags += " (baseline at the offered rate: ratio overstated)"
+    if row.get("ratio_unsteady"):
+        flags += " (the machine changed speed: ratio unsteady)"
+    return flags
+
+
+def _percentiles(row: dict, key: str) -> str:
+    return "  ".join(f"p{p} {row[key.format(p)]}" for p in (50, 95, 99))
 
 
 def _append(row: dict) -> None:
@@ -636,10 +713,7 @@ def _append(row: dict) -> None:
         baseline = f"{before['requests_per_s']} (its p99 {before['intake_p99_ms']} ms)"
     else:
         baseline = "-"
-    if row.get("baseline_kept_up_with_offered_rate"):
-        baseline += " (baseline at the offered rate: ratio overstated)"
-    if row.get("ratio_unsteady"):
-        baseline += " (the machine changed speed: ratio unsteady)"
+    baseline += _ratio_flags(row)
     with RESULTS.open("a") as f:
         f.write(
             f"| {row['when']} | {row['scenario']}"

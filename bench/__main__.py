@@ -1000,7 +1000,7 @@ def _ratio(args, stack: Stack, load: LoadResult, n_base: int, rows: dict) -> Non
     baseline run in a slow minute made one ratio read 79% against 51-58% in
     the runs around it. Steady offers both the same fixed rate, so a ratio
     says nothing there: its row compares the two p99s instead."""
-    if not n_base or not load.duration or not args.scenario.startswith("burst"):
+    if not n_base or not load.duration or args.scenario == "steady":
         return
     before, after = rows["baseline"]["requests_per_s"], None
     if args.scenario == "burst-single":

@@ -203,13 +203,14 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    for sub in ("out", "processed", "control"):
+    for sub in ("out", "processed"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
-        # Exchange bindings; kombu's default is ./control, in the checkout.
+        # Exchange bindings (kombu makes the folder); its default is ./control,
+        # in the checkout.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }

@@ -15,10 +15,10 @@ from payments.api.serializers import (
     RefundCreateSerializer,
     RefundSerializer,
     payment_create_parse,
-    payment_render,
 )
 from payments.exceptions import PaymentNotFound
 from payments.models import PaymentBatch
+from payments.rendering import payment_render, refund_render
 from payments.selectors import payment_get, payment_list
 from payments.services.batches import payment_batch_submit, payment_batch_summary
 from payments.services.idempotency import check_key, idempotent_call, request_hash
@@ -113,7 +113,7 @@ class PaymentListCreateView(APIView):
         return Response(
             {
                 "object": "list",
-                "data": PaymentSerializer(rows, many=True).data,
+                "data": [payment_render(p) for p in rows],
                 "has_more": has_more,
             }
         )
@@ -125,7 +125,7 @@ class PaymentDetailView(APIView):
         payment = payment_get(merchant=request.user.merchant, payment_id=payment_id)
         if payment is None:
             raise PaymentNotFound("No such payment.", param="id")
-        return Response(PaymentSerializer(payment).data)
+        return Response(payment_render(payment))
 
 
 class PaymentBatchCreateView(APIView):
@@ -198,6 +198,6 @@ class RefundCreateView(APIView):
                 payment_id=payment_id,
                 amount=serializer.validated_data.get("amount"),
             )
-            return 202, RefundSerializer(refund).data
+            return 202, refund_render(refund)
 
         return idempotent_response(request, work)

@@ -43,6 +43,7 @@ from payments.models import (
     WebhookEndpoint,
     whd_id,
 )
+from payments.rendering import payment_render, refund_render
 from payments.services.deadletters import dead_letter_record
 from payments.state import EVENT_FOR_STATUS
 
@@ -332,8 +333,6 @@ def _payloads(rows: Iterable[tuple]) -> dict[str, dict]:
     """Event id -> ``{id, object, type, created, data: {object}}``, the object
     rendered as the API renders it (a payment, or a refund for refund events).
     Payments hold only a token id; no card data can appear."""
-    from payments.api.serializers import PaymentSerializer, RefundSerializer
-
     rows = list(rows)
     refund_ids = {r[4].get("refund") for r in rows if r[1].startswith("refund.")}
     payment_ids = {r[3] for r in rows if r[3]}
@@ -343,9 +342,9 @@ def _payloads(rows: Iterable[tuple]) -> dict[str, dict]:
     for event_id, event_type, _merchant, payment_id, data, created_at in rows:
         refund = refunds.get((data or {}).get("refund"))
         if refund is not None:
-            obj = dict(RefundSerializer(refund).data)
+            obj = refund_render(refund)
         elif payment_id in payments:
-            obj = dict(PaymentSerializer(payments[payment_id]).data)
+            obj = payment_render(payments[payment_id])
         else:
             obj = {"id": payment_id, "object": "payment"}
         out[event_id] = {

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from payments.api.serializers import (
     PaymentCreateSerializer,
     PaymentSerializer,
+    RefundSerializer,
     payment_create_parse,
-    payment_render,
 )
-from payments.models import Payment
+from payments.models import Payment, Refund
+from payments.rendering import payment_render, refund_render
 
 PAN = "4242424242424242"
 
@@ -138,3 +139,21 @@ def _payment(**over) -> Payment:
 )
 def test_render_equals_the_serializer(payment):
     assert payment_render(payment) == PaymentSerializer(payment).data
+
+
+@pytest.mark.parametrize(
+    "refund",
+    [
+        Refund(
+            id="re_x", payment_id="pay_x", amount=100, currency="usd",
+            created_at=datetime(2026, 11, 21, 12, 0, 0, 123456, tzinfo=UTC),
+        ),
+        Refund(
+            id="re_y", payment_id="pay_y", amount=7, currency="eur",
+            status="failed", failure_code="gateway_unavailable",
+            created_at=datetime(2026, 1, 1, 3, tzinfo=UTC),
+        ),
+    ],
+)  # fmt: skip
+def test_refund_render_equals_the_serializer(refund):
+    assert refund_render(refund) == RefundSerializer(refund).data

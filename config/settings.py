@@ -5,6 +5,7 @@ under ``var/``. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` select PostgreSQL and
 Redis, which production and the test suite always use.
 """
 
+import hashlib
 import os
 import secrets
 import sys
@@ -238,14 +239,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_TASK_ROUTES = {
-    "payments.validate": {"queue": "validate"},
-    "payments.execute": {"queue": "execute"},
-    "payments.resolve": {"queue": "execute"},
-    "payments.settle": {"queue": "settle"},
-    "payments.refund": {"queue": "execute"},
-    "payments.deliver_webhooks": {"queue": "default"},
-}
+# The stages' queues are declared with the workflow (payments/workflow.py)
+# and passed with every send; the other tasks use the default queue.
 CELERY_BEAT_SCHEDULE = {
     "sweep": {
         "task": "payments.sweep",
@@ -279,6 +274,12 @@ if PRODUCTION and not (VAULT_KEYS and VAULT_FINGERPRINT_KEY):
 # --- Payments ---------------------------------------------------------------
 SURGE_MAX_AMOUNT = env.int("SURGE_MAX_AMOUNT", default=100_000_000)  # minor units
 SURGE_IDEMPOTENCY_TTL_SECONDS = env.int("SURGE_IDEMPOTENCY_TTL", default=24 * 3600)
+# HMAC key under which Idempotency-Keys are stored (as digests). Changing it
+# forgets the keys of the last SURGE_IDEMPOTENCY_TTL: retries would be new
+# payments. Derived from SECRET_KEY unless set.
+IDEMPOTENCY_KEY_SECRET = env("IDEMPOTENCY_KEY_SECRET", default=None) or (
+    hashlib.sha256(f"surge.idempotency-key:{SECRET_KEY}".encode()).hexdigest()
+)
 SURGE_API_KEY_CACHE_SECONDS = env.int("SURGE_API_KEY_CACHE_SECONDS", default=30)
 # Mounts bench/baseline (the bare-INSERT endpoint); never in production.
 SURGE_BENCH = env.bool("SURGE_BENCH", default=False) and not PRODUCTION

@@ -74,20 +74,27 @@ class StrictCharField(serializers.CharField):
 class MetadataField(serializers.DictField):
     """Up to 50 string keys (<= 40 chars) with string values (<= 500 chars)."""
 
+    max_keys = 50
+    key_length = 40
+    value_length = 500
+
     def __init__(self, **kwargs):
         super().__init__(
-            child=StrictCharField(max_length=500, allow_blank=True), **kwargs
+            child=StrictCharField(max_length=self.value_length, allow_blank=True),
+            **kwargs,
         )
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             raise serializers.ValidationError("Metadata must be an object of strings.")
-        if len(data) > 50:
-            raise serializers.ValidationError("Metadata may have at most 50 keys.")
+        if len(data) > self.max_keys:
+            raise serializers.ValidationError(
+                f"Metadata may have at most {self.max_keys} keys."
+            )
         for key in data:
-            if not key or len(key) > 40 or contains_pan(key):
+            if not key or len(key) > self.key_length or contains_pan(key):
                 raise serializers.ValidationError(
-                    "Metadata keys must be 1-40 characters."
+                    f"Metadata keys must be 1-{self.key_length} characters."
                 )
             if "\x00" in key:  # PostgreSQL's jsonb cannot hold it
                 raise serializers.ValidationError(

@@ -3,7 +3,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from core.ids import new_id
-from payments.state import PaymentStatus
+from payments.state import PaymentStatus, RefundStatus
 from vault.fields import EncryptedTextField
 
 
@@ -102,7 +102,11 @@ class ApiKey(models.Model):
 
 
 class IdempotencyKey(models.Model):
-    """A request's Idempotency-Key, scoped to the merchant, with its response."""
+    """A request's Idempotency-Key, scoped to the merchant, with its response.
+
+    ``key`` holds the key's HMAC digest (``services.idempotency.key_digest``),
+    never the key as the client sent it.
+    """
 
     # Two indexes only (every single payment writes one of these rows): the
     # primary key and the unique (merchant, key), which also serves the FK.
@@ -284,10 +288,7 @@ class Refund(models.Model):
     """A refund reserves funds (ledger + amount_refunded) before the gateway call;
     a failed gateway refund reverses both."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
+    Status = RefundStatus
 
     id = models.CharField(
         primary_key=True, max_length=40, default=re_id, editable=False

@@ -13,6 +13,12 @@ class PaymentStatus(models.TextChoices):
     FAILED = "failed"
 
 
+class RefundStatus(models.TextChoices):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 S = PaymentStatus
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -37,6 +43,13 @@ EVENT_FOR_STATUS: dict[str, str] = {
     S.SETTLED: "payment.settled",
     S.DECLINED: "payment.declined",
     S.FAILED: "payment.failed",
+}
+
+# The event written with each refund status.
+EVENT_FOR_REFUND_STATUS: dict[str, str] = {
+    RefundStatus.PENDING: "refund.created",
+    RefundStatus.SUCCEEDED: "refund.succeeded",
+    RefundStatus.FAILED: "refund.failed",
 }
 
 

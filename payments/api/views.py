@@ -14,7 +14,8 @@ from payments.api.serializers import (
     PaymentSerializer,
     RefundCreateSerializer,
     RefundSerializer,
-    payment_create_parse,
+    batch_items_validate,
+    payment_create_validate,
 )
 from payments.exceptions import PaymentNotFound
 from payments.models import PaymentBatch
@@ -66,17 +67,12 @@ class PaymentListCreateView(APIView):
     def post(self, request):
         key = check_key(request.headers.get("Idempotency-Key"))
         data = request.data
-        fields = payment_create_parse(data)
-        if fields is None:  # anything unusual: the serializer decides and words it
-            serializer = PaymentCreateSerializer(data=data)
-            serializer.is_valid(raise_exception=True)
-            fields = serializer.validated_data
+        fields = payment_create_validate(data)
         result = payment_accept(
             merchant=request.user.merchant,
             key=key,
             path=request.path,
             req_hash=request_hash(data),
-            render=payment_render,
             **fields,
         )
         if result.replayed:
@@ -147,9 +143,11 @@ class PaymentBatchCreateView(APIView):
             )
         merchant = request.user.merchant
 
+        items, errors = batch_items_validate(data["payments"])
+
         def work():
             batch, payments = payment_batch_submit(
-                merchant=merchant, raw_items=data["payments"]
+                merchant=merchant, items=items, errors=errors
             )
             return 202, {
                 "id": batch.pk,

@@ -6,66 +6,26 @@ from collections.abc import Sequence
 from django.db import connection
 from django.utils import timezone
 
-from core import jsoncodec
-from core.ids import new_id
-from core.sql import pg_cursor
-from payments.models import Event
+from payments import sql
+from payments.sql import NOTIFY_CHANNEL
 
 
 def events_insert(
-    event_type: str, rows: Sequence[tuple[str, str, dict]], *, published: bool = False
+    event_type: str,
+    rows: Sequence[tuple[str, str | None, dict]],
+    *,
+    published: bool = False,
 ) -> None:
-    """Insert one ``event_type`` event per (merchant_id, payment_id, data) row.
+    """Insert one ``event_type`` event per (merchant_id, payment_id, data) row,
+    in one statement whatever the count.
 
     ``published=True`` for events whose work the writer hands on itself after
     commit (stage to stage): the relay need not send them.
-
-    PostgreSQL: one INSERT ... SELECT FROM unnest(arrays), a handful of
-    parameters whatever the count (Django's bulk_create costs ~10x the CPU),
-    sent as binary arrays (``core.sql``: quoting them cost ~15x more again).
     """
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        Event.objects.bulk_create(
-            [
-                Event(
-                    type=event_type,
-                    merchant_id=m,
-                    payment_id=p,
-                    data=d,
-                    published_at=timezone.now() if published else None,
-                )
-                for m, p, d in rows
-            ],
-            batch_size=1000,
-        )
-        return
-    now = timezone.now()
-    ids = [new_id("evt") for _ in rows]
-    merchants = [m for m, _, _ in rows]
-    payments = [p for _, p, _ in rows]
-    data = [jsoncodec.compact(d) for _, _, d in rows]
-    with pg_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {Event._meta.db_table} "  # noqa: S608
-            "(id, type, merchant_id, payment_id, data, created_at, published_at) "
-            "SELECT v.id, %s, v.merchant_id, v.payment_id, v.data::jsonb, %s, %s "
-            "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) "
-            "AS v(id, merchant_id, payment_id, data)",
-            [
-                event_type,
-                now,
-                now if published else None,
-                ids,
-                merchants,
-                payments,
-                data,
-            ],
-        )
+    if rows:
+        sql.events_insert(event_type, rows, now=timezone.now(), published=published)
 
 
-NOTIFY_CHANNEL = "surge_outbox"
 # NOTIFY serializes the commits of the transactions that send it, so each
 # process sends at most one per window; the relay lingers longer than the
 # window after a wake-up, so events written in between leave with that batch
@@ -94,7 +54,7 @@ def wake_not_sent() -> None:
 
 def wake_relay() -> None:
     """Ask PostgreSQL to wake the relays when the current transaction commits."""
-    if connection.vendor != "postgresql" or not wake_due():
+    if not wake_due():
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])

@@ -4,8 +4,8 @@ from django.db import transaction
 
 from payments.models import AuditLog, DeadLetter, WebhookDelivery, WebhookEndpoint
 from payments.services.deadletters import dead_letter_resolve
-from payments.services.relay import publish
-from payments.services.sweeper import STAGE_FOR_STATUS
+from payments.services.handoff import send
+from payments.workflow import PAYMENT_STEPS
 
 
 def audit(*, actor: str, action: str, obj, detail: str = "") -> AuditLog:
@@ -23,8 +23,8 @@ def dead_letter_retry(*, dead_letter: DeadLetter, actor: str) -> str:
     payment = dead_letter.payment
     if payment is None:
         outcome = "nothing to retry: no payment attached"
-    elif payment.status in STAGE_FOR_STATUS:
-        publish(STAGE_FOR_STATUS[payment.status], [payment.pk])
+    elif payment.status in PAYMENT_STEPS:
+        send(PAYMENT_STEPS[payment.status], [payment.pk])
         outcome = f"re-driven from {payment.status}"
     else:
         outcome = f"payment is final ({payment.status}); not retried"

@@ -15,14 +15,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import InvalidRequest
+from gateways.exceptions import RetryableSafe
+from gateways.services import ChargeItem, charge_many, resolve_charge
+from ledger.services import Settlement, fee_for, post_settlements
 from payments import metrics
 from payments.models import Merchant, Payment
 from payments.services.deadletters import dead_letter_record
+from payments.services.handoff import hand_on
 from payments.services.intake import check_amount_and_currency
-from payments.services.relay import publish
 from payments.services.transitions import transition
 from payments.state import PaymentStatus as S
+from payments.workflow import PAYMENT_STEPS
 from vault.cards import is_expired
+from vault.exceptions import TokenNotFound, VaultIntegrityError
+from vault.services import detokenize, detokenize_many
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +81,9 @@ def validate_batch(payment_ids: Sequence[str]) -> dict[str, int]:
             valid.append(row["id"])
         else:
             failed[failure].append(row["id"])
-    moved = transition(payment_ids=valid, expected=S.PENDING, new=S.VALIDATED)
-    publish("execute", moved)  # committed: hand on directly, no relay hop
+    step = PAYMENT_STEPS[S.PENDING]
+    moved = transition(payment_ids=valid, expected=S.PENDING, new=step.then)
+    hand_on(step.then, moved)  # committed: hand on directly, no relay hop
     counts = {"validated": len(moved), "failed": 0}
     for failure, ids in failed.items():
         done = transition(
@@ -95,7 +102,7 @@ def execute_batch(payment_ids: Sequence[str]) -> dict[str, int]:
     claimed = transition(
         payment_ids=list(payment_ids),
         expected=S.VALIDATED,
-        new=S.PROCESSING,
+        new=PAYMENT_STEPS[S.VALIDATED].then,
         bump_attempts=True,
     )
     if not claimed:
@@ -109,8 +116,6 @@ def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
     Safe to repeat for the same payment: the gateway idempotency key is derived
     from the payment and gateway, so a repeat finds the first charge.
     """
-    from gateways.services import ChargeItem, charge_many
-
     rows = list(
         Payment.objects.filter(pk__any_of=payment_ids, status=S.PROCESSING).values(
             "id",
@@ -156,9 +161,6 @@ def _cards_for(rows: list[dict]) -> tuple[dict, dict[str, Exception]]:
     One bad token (missing, or a ciphertext that will not decrypt) must not
     hold back the batch, nor come back forever through the sweeper.
     """
-    from vault.exceptions import TokenNotFound, VaultIntegrityError
-    from vault.services import detokenize, detokenize_many
-
     try:
         return detokenize_many([r["source_id"] for r in rows]), {}
     except (TokenNotFound, VaultIntegrityError):
@@ -174,8 +176,6 @@ def _cards_for(rows: list[dict]) -> tuple[dict, dict[str, Exception]]:
 
 def record_outcomes(results: Sequence[tuple[str, object]]) -> dict[str, int]:
     """Apply gateway outcomes (or classified errors) to processing payments."""
-    from gateways.exceptions import RetryableSafe
-
     succeeded: dict[str, dict] = {}
     declined: dict[str, dict] = {}
     unavailable: dict[str, Exception] = {}
@@ -208,7 +208,7 @@ def record_outcomes(results: Sequence[tuple[str, object]]) -> dict[str, int]:
         payment_ids=list(succeeded), expected=S.PROCESSING, new=S.SUCCEEDED,
         per_payment=succeeded,
     )  # fmt: skip
-    publish("settle", moved)  # committed: hand on directly, no relay hop
+    hand_on(S.SUCCEEDED, moved)  # committed: hand on directly, no relay hop
     counts["succeeded"] = len(moved)
     done = transition(
         payment_ids=list(declined), expected=S.PROCESSING, new=S.DECLINED,
@@ -254,8 +254,6 @@ def fail_with_dead_letter(
 
 def settle_batch(payment_ids: Sequence[str]) -> int:
     """succeeded -> settled and the ledger entries, in one transaction."""
-    from ledger.services import Settlement, fee_for, post_settlements
-
     rows = list(
         Payment.objects.filter(pk__any_of=payment_ids, status=S.SUCCEEDED).values(
             "id", "merchant_id", "amount", "currency", "gateway", "created_at",
@@ -277,7 +275,7 @@ def settle_batch(payment_ids: Sequence[str]) -> int:
             transition(
                 payment_ids=[r["id"] for r in rows],
                 expected=S.SUCCEEDED,
-                new=S.SETTLED,
+                new=PAYMENT_STEPS[S.SUCCEEDED].then,
                 fields={"settled_at": now},
                 per_payment={pid: {"fee": fee} for pid, fee in fees.items()},
             )
@@ -307,8 +305,6 @@ def resolve_processing(payment_ids: Sequence[str]) -> dict[str, int]:
     happened, so submit it (same idempotency key, so still at most one charge).
     Still unknown: leave it for the next sweep.
     """
-    from gateways.services import resolve_charge
-
     rows = list(
         Payment.objects.filter(pk__any_of=payment_ids, status=S.PROCESSING).values(
             "id", "merchant__primary_gateway", "merchant__secondary_gateway"

@@ -16,18 +16,22 @@ from django.db import transaction
 from django.db.models import F
 
 from core.errors import InvalidRequest
+from gateways.exceptions import RetryableSafe
+from gateways.services import refund as gateway_refund
+from ledger.services import post_refund, post_refund_reversal
 from payments.exceptions import PaymentNotFound
 from payments.models import Event, Merchant, Payment, Refund
 from payments.selectors import payment_get
 from payments.services.events import wake_relay
-from payments.state import PaymentStatus
+from payments.state import EVENT_FOR_REFUND_STATUS, PaymentStatus, RefundStatus
 
 logger = logging.getLogger(__name__)
 
 
-def _event(refund: Refund, merchant_id: str, event_type: str) -> None:
+def _event(refund: Refund, merchant_id: str) -> None:
+    """The refund's event for its current status."""
     Event.objects.create(
-        type=event_type,
+        type=EVENT_FOR_REFUND_STATUS[refund.status],
         merchant_id=merchant_id,
         payment_id=refund.payment_id,
         data={"refund": refund.pk, "amount": refund.amount, "status": refund.status},
@@ -38,8 +42,6 @@ def refund_create(
     *, merchant: Merchant, payment_id: str, amount: int | None = None
 ) -> Refund:
     """Reserve a refund of ``amount`` (default: what is left) of a settled payment."""
-    from ledger.services import post_refund
-
     payment = payment_get(merchant=merchant, payment_id=payment_id)
     if payment is None:
         raise PaymentNotFound("No such payment.", param="id")
@@ -78,19 +80,16 @@ def refund_create(
             amount=amount,
             currency=payment.currency,
         )
-        _event(refund, payment.merchant_id, "refund.created")
+        _event(refund, payment.merchant_id)
         wake_relay()
     return refund
 
 
 def refund_execute_batch(refund_ids: Sequence[str]) -> dict[str, int]:
     """Call the gateway for pending refunds and record each outcome."""
-    from gateways.exceptions import RetryableSafe
-    from gateways.services import refund as gateway_refund
-
     counts = {"succeeded": 0, "failed": 0, "unknown": 0}
     pending = Refund.objects.filter(
-        pk__in=refund_ids, status=Refund.Status.PENDING
+        pk__in=refund_ids, status=RefundStatus.PENDING
     ).select_related("payment")
     for refund in pending:
         payment = refund.payment
@@ -117,23 +116,21 @@ def refund_execute_batch(refund_ids: Sequence[str]) -> dict[str, int]:
             counts["failed"] += 1
             continue
         with transaction.atomic():
-            if Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(
-                status=Refund.Status.SUCCEEDED, gateway_reference=result.reference
+            if Refund.objects.filter(pk=refund.pk, status=RefundStatus.PENDING).update(
+                status=RefundStatus.SUCCEEDED, gateway_reference=result.reference
             ):
-                refund.status = Refund.Status.SUCCEEDED
-                _event(refund, payment.merchant_id, "refund.succeeded")
+                refund.status = RefundStatus.SUCCEEDED
+                _event(refund, payment.merchant_id)
         counts["succeeded"] += 1
     return counts
 
 
 def _refund_failed(refund: Refund, code: str) -> None:
-    from ledger.services import post_refund_reversal
-
     payment = refund.payment
     with transaction.atomic():
-        moved = Refund.objects.filter(
-            pk=refund.pk, status=Refund.Status.PENDING
-        ).update(status=Refund.Status.FAILED, failure_code=code)
+        moved = Refund.objects.filter(pk=refund.pk, status=RefundStatus.PENDING).update(
+            status=RefundStatus.FAILED, failure_code=code
+        )
         if not moved:
             return
         Payment.objects.filter(pk=payment.pk).update(
@@ -147,5 +144,5 @@ def _refund_failed(refund: Refund, code: str) -> None:
             amount=refund.amount,
             currency=refund.currency,
         )
-        refund.status = Refund.Status.FAILED
-        _event(refund, payment.merchant_id, "refund.failed")
+        refund.status = RefundStatus.FAILED
+        _event(refund, payment.merchant_id)

@@ -13,96 +13,50 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+import psycopg
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 from kombu.exceptions import ChannelError
 
-from payments.models import Event
-from payments.services.events import NOTIFY_CHANNEL
+from payments import sql
+from payments.services.handoff import send
+from payments.sql import NOTIFY_CHANNEL
+from payments.workflow import REFUND_CREATED, STAGE_QUEUES, STEP_FOR_EVENT, Step
 
 logger = logging.getLogger(__name__)
 
 
-# Which stage an event wakes. In the normal flow only what a request accepted
-# (payment.created, refund.created) reaches the relay: the stages hand on to the
-# next stage themselves after commit and write their events already published.
-# The other rows matter when `replay` marks events unpublished again.
-STAGE_FOR_EVENT = {
-    "payment.created": "validate",
-    "payment.validated": "execute",
-    "payment.succeeded": "settle",
-    "refund.created": "refund",
-}
-
-
-def chunks(items: Sequence, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def publish(stage: str, payment_ids: Sequence[str]) -> None:
-    if not payment_ids:
-        return
-    from payments import tasks
-
-    task = tasks.STAGE_TASKS[stage]
-    for chunk in chunks(list(payment_ids), settings.SURGE_TASK_BATCH_SIZE):
-        task.apply_async(args=[chunk])
-
-
 def relay_once(*, batch_size: int = 2000) -> int:
-    """Publish one batch of unpublished events; return how many were claimed."""
+    """Publish one batch of unpublished events; return how many were claimed.
+
+    In the normal flow only what a request accepted (``payment.created``,
+    ``refund.created``) reaches the relay: the stages hand on to the next stage
+    themselves after commit and write their events already published. The
+    other events matter when ``replay`` marks them unpublished again.
+    """
     with transaction.atomic():
-        rows = _claim(batch_size)
+        rows = sql.claim_events(batch_size)
         if not rows:
             return 0
-        by_stage: dict[str, list[str]] = defaultdict(list)
+        by_step: dict[Step, list[str]] = defaultdict(list)
         for _, event_type, payment_id, data in rows:
-            stage = STAGE_FOR_EVENT.get(event_type)
-            if stage == "refund":
-                by_stage[stage].append(data["refund"])
-            elif stage and payment_id:
-                by_stage[stage].append(payment_id)
-        for stage, payment_ids in by_stage.items():
-            publish(stage, payment_ids)  # before commit: a crash re-publishes
+            step = STEP_FOR_EVENT.get(event_type)
+            if step is None:
+                continue
+            if event_type == REFUND_CREATED:
+                if isinstance(data, str):
+                    data = json.loads(data)
+                by_step[step].append(data["refund"])
+            elif payment_id:
+                by_step[step].append(payment_id)
+        for step, ids in by_step.items():
+            send(step, ids)  # before commit: a crash re-publishes
     return len(rows)
-
-
-def _claim(batch_size: int) -> list[tuple]:
-    """Mark a batch of unpublished events published and return them; the caller's
-    transaction commits the mark only after it has published them."""
-    if connection.vendor == "postgresql":
-        table = Event._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} SET published_at = now() WHERE id IN ("  # noqa: S608
-                f"SELECT id FROM {table} WHERE published_at IS NULL "
-                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "RETURNING id, type, payment_id, data",
-                [batch_size],
-            )
-            return [
-                (eid, etype, pid, json.loads(data) if isinstance(data, str) else data)
-                for eid, etype, pid, data in cursor.fetchall()
-            ]
-    rows = list(
-        Event.objects.filter(published_at__isnull=True)
-        .order_by("id")
-        .values_list("id", "type", "payment_id", "data")[:batch_size]
-    )
-    Event.objects.filter(pk__in=[r[0] for r in rows]).update(
-        published_at=timezone.now()
-    )
-    return rows
 
 
 def _listener():
     """A dedicated autocommit connection LISTENing on the outbox channel."""
-    if connection.vendor != "postgresql":
-        return None
-    import psycopg
-
     params = connection.get_connection_params()
     keep = ("dbname", "user", "password", "host", "port", "sslmode")
     conn = psycopg.connect(
@@ -110,9 +64,6 @@ def _listener():
     )
     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
     return conn
-
-
-STAGE_QUEUES = ("validate", "execute", "settle")
 
 
 class StageBacklog:
@@ -144,12 +95,10 @@ class StageBacklog:
         return self._value
 
     def _read(self) -> int:
-        from config.celery import app
-
         total = 0
         try:
             if self._conn is None:
-                self._conn = app.connection_for_read()
+                self._conn = current_app.connection_for_read()
             channel = self._conn.default_channel
             for queue in self.queues:
                 try:
@@ -210,19 +159,15 @@ def run_relay(
             last_claim = claimed_at
             if count >= batch_size:
                 continue
-            if listener is None:
-                stop.wait(poll_seconds if count == 0 else linger_seconds)
-            else:
-                for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
-                    pass
-                stop.wait(linger_seconds)
+            for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
+                pass
+            stop.wait(linger_seconds)
             _hold_while_busy(
                 stop, backlog, hold_seconds,
                 last_count=count, arrival_rate=rate, claimed_at=claimed_at,
             )  # fmt: skip
     finally:
-        if listener is not None:
-            listener.close()
+        listener.close()
         if isinstance(backlog, StageBacklog):
             backlog.close()
 

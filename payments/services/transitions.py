@@ -7,15 +7,15 @@ finds nothing in the expected state and changes nothing.
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from core.sql import pg_cursor
+from payments import sql
 from payments.exceptions import IllegalTransition
-from payments.models import Payment
 from payments.services.events import events_insert
 from payments.state import EVENT_FOR_STATUS, can_transition
 
+# What a transition may write besides status and updated_at.
 _UPDATABLE = frozenset(
     {
         "failure_code",
@@ -26,16 +26,6 @@ _UPDATABLE = frozenset(
         "settled_at",
     }
 )
-
-
-_PG_TYPES = {
-    "failure_code": "text",
-    "failure_message": "text",
-    "gateway": "text",
-    "gateway_reference": "text",
-    "fee": "bigint",
-    "settled_at": "timestamptz",
-}
 
 
 def _check(expected: str, new: str) -> None:
@@ -75,61 +65,19 @@ def transition(
             sorted(v) != columns for v in per_payment.values()
         ):
             raise ValueError("per_payment must set the same fields for every id")
-    now = timezone.now()
-    sets = ["status = %s", "updated_at = %s"]
-    params: list[object] = [new, now]
-    for name, value in fields.items():
-        sets.append(f"{name} = %s")
-        params.append(value)
-    if bump_attempts:
-        sets.append("attempts = p.attempts + 1")
-    table = Payment._meta.db_table
-    postgres = connection.vendor == "postgresql"
-    if postgres:
-        # One statement whatever the batch size: ids and per-payment values
-        # arrive as arrays and are joined back by unnest.
-        sets += [f"{name} = v.{name}" for name in columns]
-        arrays = [ids] + [[per_payment[pid][c] for pid in ids] for c in columns]
-        # Binary arrays (%b): quoting them on the client costs ~15x the CPU.
-        casts = ", ".join(["%b::text[]"] + [f"%b::{_PG_TYPES[c]}[]" for c in columns])
-        sql = (
-            f"UPDATE {table} AS p SET {', '.join(sets)} "  # noqa: S608
-            f"FROM unnest({casts}) AS v(id{''.join(', ' + c for c in columns)}) "
-            "WHERE p.id = v.id AND p.status = %s RETURNING p.id, p.merchant_id"
-        )
-        args = [*params, *arrays, expected]
-    else:
-        placeholders = ", ".join(["%s"] * len(ids))
-        sql = (
-            f"UPDATE {table} AS p SET {', '.join(sets)} "  # noqa: S608
-            f"WHERE id IN ({placeholders}) AND status = %s RETURNING id, merchant_id"
-        )
-        args = [*params, *ids, expected]
     with transaction.atomic(savepoint=False):
-        with pg_cursor() if postgres else connection.cursor() as cursor:
-            cursor.execute(sql, args)
-            moved = cursor.fetchall()
-        if per_payment and not postgres:
-            _apply_per_payment({pid for pid, _ in moved}, per_payment)
+        moved = sql.transition_update(
+            ids=ids,
+            expected=expected,
+            new=new,
+            now=timezone.now(),
+            fields=fields,
+            per_payment=per_payment,
+            columns=columns,
+            bump_attempts=bump_attempts,
+        )
         _write_events(moved, new, fields, per_payment)
     return [pid for pid, _ in moved]
-
-
-def _apply_per_payment(
-    moved: set[str], per_payment: Mapping[str, Mapping[str, object]]
-) -> None:
-    """SQLite: per-payment fields of the moved rows in one bulk UPDATE (CASE WHEN)."""
-    items = [(pid, values) for pid, values in per_payment.items() if pid in moved]
-    if not items:
-        return
-    names = sorted(items[0][1])
-    rows = []
-    for pid, values in items:
-        row = Payment(pk=pid)
-        for name, value in values.items():
-            setattr(row, name, value)
-        rows.append(row)
-    Payment.objects.bulk_update(rows, names, batch_size=500)
 
 
 def _write_events(

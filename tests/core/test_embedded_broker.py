@@ -21,9 +21,9 @@ def test_a_published_task_leaves_nothing_in_the_working_directory(tmp_path):
     code = (
         "import django; django.setup()\n"
         "from config.celery import app\n"
-        "from payments import tasks\n"
+        "from payments.services.handoff import publish\n"
         "assert app.conf.broker_url == 'filesystem://', app.conf.broker_url\n"
-        "tasks.STAGE_TASKS['validate'].apply_async(args=[[]])\n"
+        "publish('validate', ['pay_x'])\n"
     )
     work = tmp_path / "cwd"
     work.mkdir()

@@ -113,7 +113,7 @@ def test_the_sweeper_leases_stale_open_payments_once_oldest_first(
 ):
     published: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(
-        sweeper, "publish", lambda stage, ids: published.append((stage, list(ids)))
+        sweeper, "send", lambda step, ids: published.append((step.stage, list(ids)))
     )
     token = card_token(merchant)
     pending_old, pending_new, validated_old, settled_old = (
@@ -140,7 +140,7 @@ def test_the_sweeper_leases_stale_open_payments_once_oldest_first(
 
 def test_the_sweeper_limit_takes_the_stalest_first(merchant, monkeypatch):
     published: list[str] = []
-    monkeypatch.setattr(sweeper, "publish", lambda stage, ids: published.extend(ids))
+    monkeypatch.setattr(sweeper, "send", lambda step, ids: published.extend(ids))
     token = card_token(merchant)
     payments = [pay(merchant, token) for _ in range(5)]
     for age, payment in enumerate(payments):

@@ -135,7 +135,8 @@ def test_relay_holds_while_workers_have_a_backlog(settings):
 def test_stage_backlog_reads_the_broker_and_reuses_a_fresh_reading(broker):
     import time
 
-    from payments.services.relay import StageBacklog, publish
+    from payments.services.handoff import publish
+    from payments.services.relay import StageBacklog
 
     backlog = StageBacklog(max_age=0.3)
     try:

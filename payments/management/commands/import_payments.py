@@ -6,6 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from payments.api.serializers import batch_items_validate
 from payments.models import Merchant
 from payments.services.batches import MAX_BATCH, payment_batch_create, validate_items
 
@@ -56,10 +57,10 @@ class Command(BaseCommand):
         with tqdm(total=len(rows), unit="row", disable=None) as bar:
             for start in range(0, len(rows), MAX_BATCH):
                 chunk = rows[start : start + MAX_BATCH]
-                valid, errors = validate_items(
-                    merchant=found, raw_items=[_row_to_item(r) for r in chunk]
-                )
-                for error in errors:
+                # The API's rules for each row's shape, then the merchant's.
+                parsed, errors = batch_items_validate([_row_to_item(r) for r in chunk])
+                valid, problems = validate_items(merchant=found, items=parsed)
+                for error in sorted([*errors, *problems], key=lambda e: e["index"]):
                     rejected.append(
                         {
                             "line": start + error["index"] + 2,  # header is line 1

@@ -1,6 +1,7 @@
 """Payment-domain errors. Each maps to the API error object via core.api."""
 
 from core.errors import Conflict, InvalidRequest, NotFound, SurgeError
+from payments.error_codes import ErrorCode
 
 
 class PaymentError(SurgeError):
@@ -8,7 +9,7 @@ class PaymentError(SurgeError):
 
 
 class IdempotencyKeyMissing(PaymentError, InvalidRequest):
-    code = "idempotency_key_missing"
+    code = ErrorCode.IDEMPOTENCY_KEY_MISSING
 
 
 class IdempotencyKeyReused(PaymentError):
@@ -16,7 +17,7 @@ class IdempotencyKeyReused(PaymentError):
 
     status = 422
     type = "idempotency_error"
-    code = "idempotency_key_reused"
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
 
 
 class PaymentNotFound(PaymentError, NotFound):
@@ -26,13 +27,13 @@ class PaymentNotFound(PaymentError, NotFound):
 class IllegalTransition(PaymentError, Conflict):
     """A state change that the transition map forbids."""
 
-    code = "illegal_transition"
+    code = ErrorCode.ILLEGAL_TRANSITION
 
 
 class MerchantInactive(PaymentError):
     status = 403
     type = "invalid_request_error"
-    code = "merchant_inactive"
+    code = ErrorCode.MERCHANT_INACTIVE
 
 
 class WebhookEndpointNotFound(PaymentError, NotFound):

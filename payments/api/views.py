@@ -2,6 +2,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.error_codes import ErrorCode as CoreCode
 from core.errors import InvalidRequest
 from payments import metrics
 from payments.api.serializers import (
@@ -98,7 +99,7 @@ class PaymentListCreateView(APIView):
             raise InvalidRequest(
                 "No such payment.",
                 param="starting_after",
-                code="resource_missing",
+                code=CoreCode.RESOURCE_MISSING,
             )
         rows, has_more = payment_list(
             merchant=merchant,

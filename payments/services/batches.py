@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from core.errors import Conflict, InvalidRequest
 from payments import metrics, sql
+from payments.error_codes import ErrorCode
 from payments.models import Merchant, Payment, PaymentBatch
 from payments.services.events import events_insert, wake_relay
 from payments.services.intake import check_amount_and_currency
@@ -25,7 +26,7 @@ MAX_BATCH = 1000
 
 
 class BatchInvalid(InvalidRequest):
-    code = "batch_invalid"
+    code = ErrorCode.BATCH_INVALID
 
     def __init__(self, errors: list[dict]):
         first = errors[0]
@@ -138,7 +139,7 @@ def payment_batch_create(
                 "A reference in this batch was used by a concurrent request; "
                 "retry to see which.",
                 param="reference",
-                code="reference_conflict",
+                code=ErrorCode.REFERENCE_CONFLICT,
             ) from None
         raise
     metrics.payments_initiated(len(payments), channel="batch")

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core import jsoncodec
+from payments.error_codes import ErrorCode
 from payments.exceptions import IdempotencyKeyMissing, IdempotencyKeyReused
 from payments.models import IdempotencyKey, Merchant
 
@@ -49,7 +50,7 @@ def check_key(key: str | None) -> str:
         raise IdempotencyKeyMissing(
             f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters.",
             param="Idempotency-Key",
-            code="idempotency_key_invalid",
+            code=ErrorCode.IDEMPOTENCY_KEY_INVALID,
         )
     return key
 

@@ -8,10 +8,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.error_codes import ErrorCode as CoreCode
 from core.errors import InvalidRequest
 from core.ids import new_id
 from core.money import is_currency
 from payments import sql
+from payments.error_codes import ErrorCode
 from payments.models import Merchant
 from payments.rendering import payment_render
 from payments.services import idempotency
@@ -27,7 +29,7 @@ def check_amount_and_currency(
         raise InvalidRequest(
             f"Amount exceeds the maximum of {merchant.amount_limit}.",
             param="amount",
-            code="amount_too_large",
+            code=ErrorCode.AMOUNT_TOO_LARGE,
         )
     if not is_currency(currency) or (
         merchant.currencies and currency not in merchant.currencies
@@ -35,14 +37,16 @@ def check_amount_and_currency(
         raise InvalidRequest(
             f"Currency {currency!r} is not supported for this merchant.",
             param="currency",
-            code="currency_not_supported",
+            code=ErrorCode.CURRENCY_NOT_SUPPORTED,
         )
 
 
 def _check_payment(*, merchant: Merchant, amount: int, currency: str, source: str):
     check_amount_and_currency(merchant=merchant, amount=amount, currency=currency)
     if token_owner(source) != merchant.id:  # another merchant's token does not exist
-        raise InvalidRequest("No such token.", param="source", code="resource_missing")
+        raise InvalidRequest(
+            "No such token.", param="source", code=CoreCode.RESOURCE_MISSING
+        )
 
 
 def payment_accept(

@@ -5,6 +5,9 @@ from django.db import transaction
 from payments.models import AuditLog, DeadLetter, WebhookDelivery, WebhookEndpoint
 from payments.services.deadletters import dead_letter_resolve
 from payments.services.handoff import send
+from payments.services.refunds import refund_create
+from payments.services.webhooks import webhook_delivery_retry
+from payments.services.webhooks import webhook_endpoint_disable as endpoint_disable
 from payments.workflow import PAYMENT_STEPS
 
 
@@ -33,8 +36,6 @@ def dead_letter_retry(*, dead_letter: DeadLetter, actor: str) -> str:
 
 
 def dead_letter_refund(*, dead_letter: DeadLetter, actor: str) -> str:
-    from payments.services.refunds import refund_create
-
     payment = dead_letter.payment
     if payment is None or payment.status != "settled":
         outcome = "only a settled payment can be refunded"
@@ -54,8 +55,6 @@ def dead_letter_close(*, dead_letter: DeadLetter, actor: str, note: str) -> bool
 
 def webhook_delivery_retry_now(*, delivery: WebhookDelivery, actor: str) -> str:
     """Give a failed webhook delivery one more attempt now; say what happened."""
-    from payments.services.webhooks import webhook_delivery_retry
-
     with transaction.atomic():
         if webhook_delivery_retry(delivery_ids=[delivery.pk]):
             outcome = "due now for one more attempt"
@@ -68,9 +67,7 @@ def webhook_delivery_retry_now(*, delivery: WebhookDelivery, actor: str) -> str:
 
 
 def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, actor: str) -> str:
-    from payments.services.webhooks import webhook_endpoint_disable
-
     with transaction.atomic():
-        webhook_endpoint_disable(endpoint=endpoint)
+        endpoint_disable(endpoint=endpoint)
         audit(actor=actor, action="webhook_endpoint.disable", obj=endpoint)
     return "disabled"

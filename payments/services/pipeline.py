@@ -19,6 +19,7 @@ from gateways.exceptions import RetryableSafe
 from gateways.services import ChargeItem, charge_many, resolve_charge
 from ledger.services import Settlement, fee_for, post_settlements
 from payments import metrics
+from payments.error_codes import FailureCode
 from payments.models import Merchant, Payment
 from payments.services.deadletters import dead_letter_record
 from payments.services.handoff import hand_on
@@ -43,17 +44,20 @@ def _validation_failure(row: dict, merchant: Merchant, today) -> Failure | None:
     """The merchant's rules are intake's own (the same function), re-checked
     here because the merchant may have changed since the payment was accepted."""
     if not merchant.is_active:
-        return Failure("merchant_inactive", "The merchant account is not active.")
+        return Failure(
+            FailureCode.MERCHANT_INACTIVE, "The merchant account is not active."
+        )
     if row["source__merchant_id"] != row["merchant_id"]:
         return Failure(
-            "invalid_source", "The card token does not belong to the merchant."
+            FailureCode.INVALID_SOURCE,
+            "The card token does not belong to the merchant.",
         )
     if is_expired(
         exp_month=row["source__exp_month"],
         exp_year=row["source__exp_year"],
         today=today,
     ):
-        return Failure("expired_card", "The card has expired.")
+        return Failure(FailureCode.EXPIRED_CARD, "The card has expired.")
     try:
         check_amount_and_currency(
             merchant=merchant, amount=row["amount"], currency=row["currency"]
@@ -149,7 +153,7 @@ def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
         counts["failed"] = counts.get("failed", 0) + fail_with_dead_letter(
             unreadable,
             stage="execute",
-            code="card_unavailable",
+            code=FailureCode.CARD_UNAVAILABLE,
             message="The card could not be read from the vault.",
         )
     return counts
@@ -201,7 +205,7 @@ def record_outcomes(results: Sequence[tuple[str, object]]) -> dict[str, int]:
             declined[payment_id] = {
                 "gateway": outcome.gateway,
                 "gateway_reference": outcome.reference,
-                "failure_code": outcome.decline_code or "card_declined",
+                "failure_code": outcome.decline_code or FailureCode.CARD_DECLINED,
             }
     counts = {"unknown": unknown}
     moved = transition(
@@ -218,7 +222,7 @@ def record_outcomes(results: Sequence[tuple[str, object]]) -> dict[str, int]:
     for pid in done:
         metrics.payment_finished(S.DECLINED, declined[pid]["failure_code"], 1)
     counts["failed"] = fail_with_dead_letter(
-        unavailable, stage="execute", code="gateway_unavailable"
+        unavailable, stage="execute", code=FailureCode.GATEWAY_UNAVAILABLE
     )
     return counts
 

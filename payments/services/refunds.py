@@ -19,6 +19,7 @@ from core.errors import InvalidRequest
 from gateways.exceptions import RetryableSafe
 from gateways.services import refund as gateway_refund
 from ledger.services import post_refund, post_refund_reversal
+from payments.error_codes import ErrorCode
 from payments.exceptions import PaymentNotFound
 from payments.models import Event, Merchant, Payment, Refund
 from payments.selectors import payment_get
@@ -48,14 +49,14 @@ def refund_create(
     if payment.status != PaymentStatus.SETTLED:
         raise InvalidRequest(
             f"Only a settled payment can be refunded (this one is {payment.status}).",
-            code="payment_not_refundable",
+            code=ErrorCode.PAYMENT_NOT_REFUNDABLE,
         )
     if amount is None:
         amount = payment.amount - payment.amount_refunded
     if type(amount) is not int or amount <= 0:
         raise InvalidRequest(
             "Nothing left to refund on this payment.", param="amount",
-            code="amount_too_large",
+            code=ErrorCode.AMOUNT_TOO_LARGE,
         )  # fmt: skip
     with transaction.atomic(savepoint=False):
         reserved = Payment.objects.filter(
@@ -67,7 +68,7 @@ def refund_create(
             raise InvalidRequest(
                 "Refund exceeds the amount left to refund on this payment.",
                 param="amount",
-                code="amount_too_large",
+                code=ErrorCode.AMOUNT_TOO_LARGE,
             )
         refund = Refund.objects.create(
             payment=payment, amount=amount, currency=payment.currency

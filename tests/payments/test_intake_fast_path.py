@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from payments.api.serializers import (
+    BatchItemSerializer,
     PaymentCreateSerializer,
+    batch_item_parse,
     PaymentSerializer,
     RefundSerializer,
     payment_create_parse,
@@ -67,6 +69,48 @@ def test_fast_parse_accepts_a_subset_of_the_serializer_with_the_same_result(data
     if fast is not None:
         assert valid, (data, serializer.errors)
         assert fast == dict(serializer.validated_data)
+
+
+batch_items = st.one_of(
+    st.fixed_dictionaries(
+        {"amount": values, "currency": values, "source": values, "reference": values},
+        optional={"description": values, "metadata": values, "surprise": values},
+    ),
+    st.fixed_dictionaries(
+        {
+            "amount": st.integers(min_value=1, max_value=10**8),
+            "currency": st.sampled_from(["usd", "eur", "jpy", "bhd"]),
+            "source": texts,
+            "reference": st.one_of(texts, st.text(min_size=120, max_size=130)),
+        },
+        optional={
+            "description": texts,
+            "metadata": st.dictionaries(texts, texts, max_size=4),
+        },
+    ),
+    bodies,
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch_items)
+def test_batch_item_fast_parse_accepts_a_subset_of_its_serializer(data):
+    fast = batch_item_parse(data)
+    serializer = BatchItemSerializer(data=data)
+    valid = serializer.is_valid()
+    if fast is not None:
+        assert valid, (data, serializer.errors)
+        assert fast == dict(serializer.validated_data)
+
+
+def test_a_batch_item_is_a_payment_with_a_reference():
+    """One definition of the input rules: a batch item's fields are a
+    payment's, declared once, plus the merchant's reference."""
+    item, payment = BatchItemSerializer().fields, PaymentCreateSerializer().fields
+    assert set(item) == set(payment) | {"reference"}
+    for name, field in payment.items():
+        assert type(item[name]) is type(field)
+        assert vars(item[name]).keys() == vars(field).keys()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from rest_framework import exceptions as drf
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 
+from core.error_codes import ErrorCode
 from core.errors import SurgeError
 from vault.logging import redact_pans
 
@@ -69,17 +70,20 @@ def exception_handler(exc, context):
         )  # fmt: skip
     if isinstance(exc, Http404):
         return error_response(
-            404, "invalid_request_error", "resource_missing", "No such object."
+            404, "invalid_request_error", ErrorCode.RESOURCE_MISSING, "No such object."
         )
     if isinstance(exc, RequestDataTooBig):
         return error_response(
-            400, "invalid_request_error", "body_too_large", "Request body too large."
+            400,
+            "invalid_request_error",
+            ErrorCode.BODY_TOO_LARGE,
+            "Request body too large.",
         )
     if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
         return error_response(
             401,
             "authentication_error",
-            "invalid_api_key",
+            ErrorCode.INVALID_API_KEY,
             str(exc.detail),
             headers={"WWW-Authenticate": 'Bearer realm="surge"'},
         )
@@ -87,44 +91,44 @@ def exception_handler(exc, context):
         return error_response(
             400,
             "invalid_request_error",
-            "invalid_json",
+            ErrorCode.INVALID_JSON,
             "Request body is not valid JSON.",
         )
     if isinstance(exc, drf.UnsupportedMediaType):
         return error_response(
             400,
             "invalid_request_error",
-            "unsupported_content_type",
+            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
             "Content-Type must be application/json.",
         )
     if isinstance(exc, drf.ValidationError):
         param, message = _first_error(exc.detail)
         return error_response(
-            400, "invalid_request_error", "parameter_invalid", message, param
+            400, "invalid_request_error", ErrorCode.PARAMETER_INVALID, message, param
         )
     if isinstance(exc, drf.Throttled):
         wait = int(exc.wait or 1)
         return error_response(
             429,
             "rate_limit_error",
-            "rate_limited",
+            ErrorCode.RATE_LIMITED,
             "Too many requests.",
             headers={"Retry-After": str(wait)},
         )
     if isinstance(exc, drf.MethodNotAllowed):
         return error_response(
-            405, "invalid_request_error", "method_not_allowed", str(exc.detail)
+            405, "invalid_request_error", ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail)
         )
     if isinstance(exc, drf.NotFound):
         return error_response(
-            404, "invalid_request_error", "resource_missing", str(exc.detail)
+            404, "invalid_request_error", ErrorCode.RESOURCE_MISSING, str(exc.detail)
         )
     if isinstance(exc, drf.PermissionDenied):
         return error_response(
-            403, "invalid_request_error", "permission_denied", str(exc.detail)
+            403, "invalid_request_error", ErrorCode.PERMISSION_DENIED, str(exc.detail)
         )
     if isinstance(exc, drf.APIException):
         return error_response(
-            exc.status_code, "api_error", "api_error", str(exc.detail)
+            exc.status_code, "api_error", ErrorCode.API_ERROR, str(exc.detail)
         )
     return None

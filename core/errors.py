@@ -3,13 +3,15 @@
 Each app defines ``<app>/exceptions.py`` with leaf classes of ``SurgeError``.
 """
 
+from core.error_codes import ErrorCode
+
 
 class SurgeError(Exception):
     """A refusal the caller can act on. Never carries card data in ``message``."""
 
     status = 400
     type = "invalid_request_error"
-    code = "invalid_request"
+    code = ErrorCode.INVALID_REQUEST
 
     def __init__(
         self, message: str, *, param: str | None = None, code: str | None = None
@@ -35,9 +37,9 @@ class InvalidRequest(SurgeError):
 
 class NotFound(SurgeError):
     status = 404
-    code = "resource_missing"
+    code = ErrorCode.RESOURCE_MISSING
 
 
 class Conflict(SurgeError):
     status = 409
-    code = "conflict"
+    code = ErrorCode.CONFLICT

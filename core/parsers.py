@@ -5,6 +5,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
+from core.error_codes import ErrorCode
 from core.errors import InvalidRequest
 
 
@@ -26,12 +27,14 @@ class StrictJSONParser(BaseParser):
             declared = 0
         if declared > limit:
             raise InvalidRequest(
-                f"Request body is larger than {limit} bytes.", code="body_too_large"
+                f"Request body is larger than {limit} bytes.",
+                code=ErrorCode.BODY_TOO_LARGE,
             )
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise InvalidRequest(
-                f"Request body is larger than {limit} bytes.", code="body_too_large"
+                f"Request body is larger than {limit} bytes.",
+                code=ErrorCode.BODY_TOO_LARGE,
             )
         try:
             return json.loads(

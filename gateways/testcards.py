@@ -2,12 +2,17 @@
 
 from datetime import date
 
+from gateways.error_codes import DeclineCode, ErrorCode
+
 SUCCEEDS = "4242424242424242"
 CARD_DECLINED = "4000000000000002"
 INSUFFICIENT_FUNDS = "4000000000009995"
 PROCESSING_ERROR = "4000000000000119"
 
-DECLINES = {CARD_DECLINED: "card_declined", INSUFFICIENT_FUNDS: "insufficient_funds"}
+DECLINES = {
+    CARD_DECLINED: DeclineCode.CARD_DECLINED,
+    INSUFFICIENT_FUNDS: DeclineCode.INSUFFICIENT_FUNDS,
+}
 
 
 def luhn_ok(digits: str) -> bool:
@@ -23,12 +28,12 @@ def luhn_ok(digits: str) -> bool:
 def outcome(pan: str, exp_month: int, exp_year: int, today: date | None = None) -> str:
     """Return "succeeded", "processing_error" or a decline code."""
     if pan == PROCESSING_ERROR:
-        return "processing_error"
+        return ErrorCode.PROCESSING_ERROR
     if pan in DECLINES:
         return DECLINES[pan]
     if not (pan.isdigit() and 12 <= len(pan) <= 19 and luhn_ok(pan)):
-        return "incorrect_number"
+        return DeclineCode.INCORRECT_NUMBER
     today = today or date.today()
     if (int(exp_year), int(exp_month)) < (today.year, today.month):
-        return "expired_card"
+        return DeclineCode.EXPIRED_CARD
     return "succeeded"

@@ -9,6 +9,7 @@ from datetime import date
 
 from django.db import models
 
+from vault.error_codes import ErrorCode
 from vault.exceptions import (
     ExpiredCard,
     InvalidCVC,
@@ -99,7 +100,7 @@ def check_number(number: object) -> tuple[str, CardBrand]:
         raise InvalidNumber(
             "The card brand is not supported.",
             param="number",
-            code="card_brand_not_supported",
+            code=ErrorCode.CARD_BRAND_NOT_SUPPORTED,
         )
     if len(pan) not in LENGTHS[brand]:
         raise InvalidNumber(

@@ -10,34 +10,35 @@ surface as a loud server error, never as "card declined".
 from django.core.exceptions import ImproperlyConfigured
 
 from core.errors import InvalidRequest, NotFound
+from vault.error_codes import ErrorCode
 
 
 class CardInvalid(InvalidRequest):
     """Base of every refusal of card input."""
 
-    code = "card_invalid"
+    code = ErrorCode.CARD_INVALID
 
 
 class InvalidNumber(CardInvalid):
     """Not digits, wrong length for the brand, fails Luhn, or unsupported brand."""
 
-    code = "invalid_number"
+    code = ErrorCode.INVALID_NUMBER
 
 
 class InvalidExpiryMonth(CardInvalid):
-    code = "invalid_expiry_month"
+    code = ErrorCode.INVALID_EXPIRY_MONTH
 
 
 class InvalidExpiryYear(CardInvalid):
-    code = "invalid_expiry_year"
+    code = ErrorCode.INVALID_EXPIRY_YEAR
 
 
 class ExpiredCard(CardInvalid):
-    code = "expired_card"
+    code = ErrorCode.EXPIRED_CARD
 
 
 class InvalidCVC(CardInvalid):
-    code = "invalid_cvc"
+    code = ErrorCode.INVALID_CVC
 
 
 class TokenNotFound(NotFound):

@@ -10,6 +10,7 @@ from django.db import DatabaseError, connection, transaction
 
 from gateways import testcards
 from gateways.base import ChargeRequest, ChargeResult, RefundRequest, RefundResult
+from gateways.error_codes import ErrorCode
 from gateways.exceptions import RequestRejected, RetryableSafe, UnknownOutcome
 from gateways.models import SandboxCharge, SandboxRefund
 
@@ -51,7 +52,7 @@ class SandboxGateway:
             verdict = testcards.outcome(card.pan, card.exp_month, card.exp_year)
             if verdict == "processing_error":
                 raise RetryableSafe(
-                    "sandbox: processing_error", code="processing_error"
+                    "sandbox: processing_error", code=ErrorCode.PROCESSING_ERROR
                 )
             succeeded = verdict == "succeeded"
             # ON CONFLICT DO NOTHING: concurrent identical charges keep one row.
@@ -78,7 +79,7 @@ class SandboxGateway:
         ):
             raise RequestRejected(
                 "sandbox: idempotency key reused with different parameters",
-                code="idempotency_error",
+                code=ErrorCode.IDEMPOTENCY_ERROR,
             )
         return _result(row)
 
@@ -104,7 +105,9 @@ class SandboxGateway:
                     .first()
                 )
                 if charge is None:
-                    raise RequestRejected("sandbox: no such charge", code="no_charge")
+                    raise RequestRejected(
+                        "sandbox: no such charge", code=ErrorCode.NO_CHARGE
+                    )
                 refunded = sum(
                     r.amount for r in charge.refunds.filter(status="succeeded")
                 )

@@ -7,6 +7,7 @@ from datetime import datetime
 from urllib.parse import quote, urlencode, urlsplit
 
 from gateways.base import ChargeRequest, ChargeResult, RefundRequest, RefundResult
+from gateways.error_codes import ErrorCode
 from gateways.exceptions import RequestRejected, RetryableSafe, UnknownOutcome
 
 
@@ -210,7 +211,7 @@ class SimulatorGateway:
                     except OSError as exc:
                         raise RetryableSafe(
                             f"{self.name}: not sent ({type(exc).__name__})",
-                            code="not_sent",
+                            code=ErrorCode.NOT_SENT,
                         ) from exc
                 status, raw, will_close = conn.exchange(request, self.read_timeout)
             except RetryableSafe:

@@ -12,6 +12,7 @@ import httpx
 import stripe
 
 from gateways.base import ChargeRequest, ChargeResult, RefundRequest, RefundResult
+from gateways.error_codes import DeclineCode, ErrorCode
 from gateways.exceptions import RequestRejected, RetryableSafe, UnknownOutcome
 
 KEY_FIELD = "surge_idempotency_key"
@@ -41,7 +42,9 @@ def _intent_result(intent) -> ChargeResult | None:
     code = {
         "requires_action": "authentication_required",
         "canceled": "canceled",
-    }.get(status) or (error.get("decline_code") or error.get("code") or "card_declined")
+    }.get(status) or (
+        error.get("decline_code") or error.get("code") or DeclineCode.CARD_DECLINED
+    )
     return ChargeResult(status="declined", decline_code=code, **base)
 
 
@@ -50,10 +53,14 @@ def _classify(exc: stripe.StripeError, *, during: str) -> Exception:
     name = type(exc).__name__
     if isinstance(exc, stripe.APIConnectionError):
         if isinstance(exc.__cause__, _NOT_SENT):
-            return RetryableSafe(f"stripe {during}: not sent ({name})", code="not_sent")
+            return RetryableSafe(
+                f"stripe {during}: not sent ({name})", code=ErrorCode.NOT_SENT
+            )
         return UnknownOutcome(f"stripe {during}: no answer after send ({name})")
     if isinstance(exc, stripe.RateLimitError):
-        return RetryableSafe(f"stripe {during}: rate limited", code="rate_limited")
+        return RetryableSafe(
+            f"stripe {during}: rate limited", code=ErrorCode.RATE_LIMITED
+        )
     if isinstance(
         exc,
         stripe.InvalidRequestError
@@ -63,7 +70,7 @@ def _classify(exc: stripe.StripeError, *, during: str) -> Exception:
     ):
         return RequestRejected(
             f"stripe {during}: rejected ({name}, {exc.code or 'no code'})",
-            code=exc.code or "stripe_rejected",
+            code=exc.code or ErrorCode.PROCESSOR_REJECTED,
         )
     return UnknownOutcome(f"stripe {during}: {name} (http {exc.http_status})")
 
@@ -121,7 +128,7 @@ class StripeGateway:
             return ChargeResult(
                 status="declined",
                 reference=intent["id"] if intent else "",
-                decline_code=code or "card_declined",
+                decline_code=code or DeclineCode.CARD_DECLINED,
                 amount=req.amount,
                 currency=req.currency,
             )

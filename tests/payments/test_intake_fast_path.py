@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from payments.api.serializers import (
     BatchItemSerializer,
     PaymentCreateSerializer,
-    batch_item_parse,
     PaymentSerializer,
     RefundSerializer,
+    batch_item_parse,
     payment_create_parse,
 )
 from payments.models import Payment, Refund

@@ -10,7 +10,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 
 from core.errors import SurgeError
-from vault.logging import redact_pans
+from core.pan import redact_pans
 
 logger = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         REDIS_URL=broker,
         SURGE_ENV="bench",
         GATEWAY_SIMULATOR_URLS=f"simulator=http://127.0.0.1:{port}",
-        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SETTINGS_MODULE="bench.settings",
     )
     psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
     subprocess.run(

@@ -280,8 +280,6 @@ if PRODUCTION and not (VAULT_KEYS and VAULT_FINGERPRINT_KEY):
 SURGE_MAX_AMOUNT = env.int("SURGE_MAX_AMOUNT", default=100_000_000)  # minor units
 SURGE_IDEMPOTENCY_TTL_SECONDS = env.int("SURGE_IDEMPOTENCY_TTL", default=24 * 3600)
 SURGE_API_KEY_CACHE_SECONDS = env.int("SURGE_API_KEY_CACHE_SECONDS", default=30)
-# Mounts bench/baseline (the bare-INSERT endpoint); never in production.
-SURGE_BENCH = env.bool("SURGE_BENCH", default=False) and not PRODUCTION
 # Payments per Celery task (the relay and sweeper chunk ids by this).
 SURGE_TASK_BATCH_SIZE = env.int("SURGE_TASK_BATCH_SIZE", default=200)
 # A non-terminal payment untouched this long is re-driven by the sweeper.

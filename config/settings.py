@@ -288,7 +288,7 @@ SURGE_SWEEP_AFTER_SECONDS = env.int("SURGE_SWEEP_AFTER_SECONDS", default=60)
 # 0: never).
 SURGE_MALLOC_TRIM_SECONDS = env.float("SURGE_MALLOC_TRIM_SECONDS", default=5.0)
 
-# --- Webhooks to merchants (payments/services/webhooks.py) --------------------
+# --- Webhooks to merchants (payments/services/webhooks/) ----------------------
 # Events newer than (oldest open writing transaction, or now) minus this margin
 # wait for the next dispatch: it covers clock skew between app servers and the
 # database and the gap between making an event id and inserting it.

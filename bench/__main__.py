@@ -338,6 +338,8 @@ def _django(env: dict) -> None:
 
 def setup_merchants(n: int) -> list[tuple[str, str, str]]:
     """(merchant id, secret key, token id) for n merchants routed to the simulator."""
+    # deferred: Django is set up at run time, on the database the options name
+    # (_django); modules with models load after that.
     from payments.services.keys import merchant_create
     from vault.services import token_create
 
@@ -441,6 +443,8 @@ def load_baseline(stack: Stack, total: int, rate: float) -> LoadResult:
 
 def wait_final(expected: int, timeout: float) -> float:
     """Wait until ``expected`` payments exist and all are final; return when."""
+    # deferred: Django is set up at run time, on the database the options name
+    # (_django); modules with models load after that.
     from payments.models import OpenPayment, Payment
 
     # Counting payments by status scans the whole table (status has no index,
@@ -515,6 +519,8 @@ def verify(stack: Stack, expected: int) -> dict:
     """All final, no duplicates, one gateway charge per settled payment, reconcile."""
     from django.db import connection
 
+    # deferred: Django is set up at run time, on the database the options name
+    # (_django); modules with models load after that.
     from payments.models import Payment
     from payments.state import NON_TERMINAL
 

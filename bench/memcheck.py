@@ -81,6 +81,8 @@ def _run(args) -> int:
     import django
 
     django.setup()
+    # deferred: these modules hold models, so they load after django.setup()
+    # above (the database is chosen from this run's options).
     from payments.services import pipeline
     from payments.services.batches import BatchItem, payment_batch_create
     from payments.services.keys import merchant_create

@@ -108,7 +108,8 @@ def _nice_autogroup(pid: int, nice: int) -> None:
 
 # What the stack's environment sets whatever the bench's own says.
 STACK_ENV = frozenset({
-    "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SURGE_ENV", "SURGE_BENCH",
+    "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SURGE_ENV",
+    "DJANGO_SETTINGS_MODULE",
     "LOG_LEVEL", "SURGE_TASK_BATCH_SIZE", "CELERY_PREFETCH",
     "SURGE_SWEEP_AFTER_SECONDS", "GATEWAY_SIMULATOR_URLS", "PROMETHEUS_MULTIPROC_DIR",
 })  # fmt: skip
@@ -129,7 +130,8 @@ class Stack:
             "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
             "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
             "SURGE_ENV": "bench",
-            "SURGE_BENCH": "true",
+            # The product's settings plus bench/baseline (bench/urls.py).
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
             "LOG_LEVEL": "WARNING",
             "SURGE_TASK_BATCH_SIZE": str(args.task_batch),
             "CELERY_PREFETCH": str(args.prefetch),
@@ -308,7 +310,7 @@ class Stack:
 
 
 _BASELINE_DDL = (
-    "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings');"
+    "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE','bench.settings');"
     "django.setup(); from django.db import connection; from bench.baseline import DDL;"
     "connection.cursor().execute(DDL)"
 )
@@ -319,11 +321,16 @@ def _django(env: dict) -> None:
     os.environ.update(
         {
             k: env[k]
-            for k in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SURGE_ENV")
+            for k in (
+                "DATABASE_URL",
+                "CELERY_BROKER_URL",
+                "REDIS_URL",
+                "SURGE_ENV",
+                "DJANGO_SETTINGS_MODULE",
+                "PROMETHEUS_MULTIPROC_DIR",
+            )
         }
     )
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = env["PROMETHEUS_MULTIPROC_DIR"]
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
@@ -331,6 +338,8 @@ def _django(env: dict) -> None:
 
 def setup_merchants(n: int) -> list[tuple[str, str, str]]:
     """(merchant id, secret key, token id) for n merchants routed to the simulator."""
+    # deferred: Django is set up at run time, on the database the options name
+    # (_django); modules with models load after that.
     from payments.services.keys import merchant_create
     from vault.services import token_create
 
@@ -434,6 +443,8 @@ def load_baseline(stack: Stack, total: int, rate: float) -> LoadResult:
 
 def wait_final(expected: int, timeout: float) -> float:
     """Wait until ``expected`` payments exist and all are final; return when."""
+    # deferred: Django is set up at run time, on the database the options name
+    # (_django); modules with models load after that.
     from payments.models import OpenPayment, Payment
 
     # Counting payments by status scans the whole table (status has no index,
@@ -508,6 +519,8 @@ def verify(stack: Stack, expected: int) -> dict:
     """All final, no duplicates, one gateway charge per settled payment, reconcile."""
     from django.db import connection
 
+    # deferred: Django is set up at run time, on the database the options name
+    # (_django); modules with models load after that.
     from payments.models import Payment
     from payments.state import NON_TERMINAL
 

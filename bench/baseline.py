@@ -1,6 +1,6 @@
 """The baseline for intake efficiency: a bare DRF endpoint doing one INSERT.
 
-Mounted only when ``SURGE_BENCH=true``; no auth, no idempotency, no outbox.
+Mounted only by ``bench.urls`` (``DJANGO_SETTINGS_MODULE=bench.settings``); no auth, no idempotency, no outbox.
 """
 
 import json

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         REDIS_URL=broker,
         SURGE_ENV="bench",
         GATEWAY_SIMULATOR_URLS=f"simulator=http://127.0.0.1:{port}",
-        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SETTINGS_MODULE="bench.settings",
     )
     psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
     subprocess.run(
@@ -81,6 +81,8 @@ def _run(args) -> int:
     import django
 
     django.setup()
+    # deferred: these modules hold models, so they load after django.setup()
+    # above (the database is chosen from this run's options).
     from payments.services import pipeline
     from payments.services.batches import BatchItem, payment_batch_create
     from payments.services.keys import merchant_create

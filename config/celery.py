@@ -3,6 +3,8 @@ import os
 
 from celery import Celery, signals
 
+from core.memory import HeapTrimmer
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("surge")
@@ -44,8 +46,6 @@ def _give_freed_heap_back(**kwargs) -> None:
     global _trimmer
     if _trimmer is None:
         from django.conf import settings
-
-        from core.memory import HeapTrimmer
 
         _trimmer = HeapTrimmer(settings.SURGE_MALLOC_TRIM_SECONDS)
     _trimmer.maybe_trim()

@@ -281,8 +281,6 @@ IDEMPOTENCY_KEY_SECRET = env("IDEMPOTENCY_KEY_SECRET", default=None) or (
     hashlib.sha256(f"surge.idempotency-key:{SECRET_KEY}".encode()).hexdigest()
 )
 SURGE_API_KEY_CACHE_SECONDS = env.int("SURGE_API_KEY_CACHE_SECONDS", default=30)
-# Mounts bench/baseline (the bare-INSERT endpoint); never in production.
-SURGE_BENCH = env.bool("SURGE_BENCH", default=False) and not PRODUCTION
 # Payments per Celery task (the relay and sweeper chunk ids by this).
 SURGE_TASK_BATCH_SIZE = env.int("SURGE_TASK_BATCH_SIZE", default=200)
 # A non-terminal payment untouched this long is re-driven by the sweeper.
@@ -291,7 +289,7 @@ SURGE_SWEEP_AFTER_SECONDS = env.int("SURGE_SWEEP_AFTER_SECONDS", default=60)
 # 0: never).
 SURGE_MALLOC_TRIM_SECONDS = env.float("SURGE_MALLOC_TRIM_SECONDS", default=5.0)
 
-# --- Webhooks to merchants (payments/services/webhooks.py) --------------------
+# --- Webhooks to merchants (payments/services/webhooks/) ----------------------
 # Events newer than (oldest open writing transaction, or now) minus this margin
 # wait for the next dispatch: it covers clock skew between app servers and the
 # database and the gap between making an event id and inserting it.
@@ -320,7 +318,7 @@ WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_pan": {"()": "vault.logging.RedactPANFilter"}},
+    "filters": {"redact_pan": {"()": "core.pan.RedactPANFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     },

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -24,8 +23,3 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics, name="metrics"),
 ]
-
-if settings.SURGE_BENCH:  # the benchmark's bare-INSERT baseline endpoint
-    from bench.baseline import BaselineInsertView
-
-    urlpatterns.append(path("bench/baseline", BaselineInsertView.as_view()))

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from core.error_codes import ErrorCode
 from core.errors import SurgeError
-from vault.logging import redact_pans
+from core.pan import redact_pans
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,9 @@
+import logging
+
 from django.apps import AppConfig
+from django.conf import settings
+
+from core.pan import install_record_factory
 
 
 class CoreConfig(AppConfig):
@@ -6,4 +11,12 @@ class CoreConfig(AppConfig):
     verbose_name = "Surge core"
 
     def ready(self) -> None:
+        # deferred: registrations run in AppConfig.ready (Django's rule: apps.py
+        # is imported while the app registry is still loading).
         from core import lookups  # noqa: F401 (registers field__any_of)
+
+        install_record_factory()
+        if settings.PRODUCTION:
+            # A failing handler would otherwise print the raw exception chain,
+            # which may hold a card number, straight to stderr (handleError).
+            logging.raiseExceptions = False

@@ -4,7 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from vault.logging import contains_pan
+from core.pan import contains_pan
 
 
 class StrictSerializer(serializers.Serializer):

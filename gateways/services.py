@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from gateways import breakers, conf
+from gateways.adapters.sandbox import SandboxGateway
+from gateways.adapters.simulator import SimulatorGateway
 from gateways.base import ChargeRequest, ChargeResult, Gateway, RefundRequest
 from gateways.base import RefundResult as RefundResult
 from gateways.exceptions import (
@@ -73,10 +75,10 @@ def _build(name: str) -> Gateway:
     connect = conf.get("GATEWAY_CONNECT_TIMEOUT")
     read = conf.get("GATEWAY_READ_TIMEOUT")
     if name == "sandbox":
-        from gateways.adapters.sandbox import SandboxGateway
-
         return SandboxGateway()
     if name == "stripe":
+        # deferred: the stripe SDK is large and slow to import; only a process
+        # configured for Stripe (STRIPE_API_KEY) pays for it.
         from gateways.adapters.stripe import StripeGateway
 
         api_key = conf.get("STRIPE_API_KEY")
@@ -90,8 +92,6 @@ def _build(name: str) -> Gateway:
         )
     urls = conf.simulator_urls()
     if name in urls:
-        from gateways.adapters.simulator import SimulatorGateway
-
         return SimulatorGateway(
             name,
             urls[name],

@@ -1,15 +1,19 @@
-"""Reconciliation: prove the ledger, the payments and the gateways agree.
+"""Reconciliation, the ledger's side: prove the ledger agrees with itself and
+with the records a caller hands in.
 
 (a) the ledger with itself: every entry has postings and balances per
     currency; every posting is in its account's currency; every account's
     balance equals the sum of its postings (normal-balance sign);
-(b) the ledger with payments: each settled payment has one settlement entry
-    of its amount, currency, fee, merchant and gateway; no settlement entry
-    exists for a payment that is not settled;
-(c) the ledger with each gateway's own records (``check_gateway_records``).
+(b) the ledger with the settled payments the caller passes in (plain rows):
+    each has one settlement entry of its amount, currency, fee, merchant and
+    gateway; no settlement entry exists for a payment not among them;
+(c) the ledger with each gateway's own records, read through a callable the
+    caller passes in (``check_gateway_records``).
 
-Reads run in one REPEATABLE READ transaction on PostgreSQL, so a settle batch
-committing mid-run cannot show up as a false break.
+The ledger imports no other app: where the settled payments and the gateway
+records come from is decided above it (``payments.services.reconciliation``).
+Reads run in one REPEATABLE READ transaction, so a settle batch committing
+mid-run cannot show up as a false break.
 """
 
 from __future__ import annotations
@@ -152,13 +156,13 @@ def check_ledger(*, progress: bool = False) -> tuple[list[Break], dict[str, int]
     return breaks, {"entries": entries, "accounts": len(rows)}
 
 
-# --- (b) the ledger with payments ---------------------------------------------
+# --- (b) the ledger with the settled payments ----------------------------------
 
 
 def _on_or_after(reference: str, since: dt.datetime | None) -> bool:
     """Whether an entry belongs to the --since window. A payment's id is minted
-    before its ``created_at``, so this never pulls in a payment the settled
-    selector (``created_at >= since``) left out."""
+    before its ``created_at``, so this never pulls in a payment that a source
+    of settled payments filtering on ``created_at >= since`` left out."""
     if since is None:
         return True
     ms = id_timestamp_ms(reference)
@@ -196,8 +200,8 @@ def check_settlements(
     charges: list[GatewayRecord] | None = None,
 ) -> tuple[list[Break], dict[str, int]]:
     """``settled`` yields (id, merchant_id, amount, currency, fee, gateway,
-    gateway_reference) as ``payments.selectors.settled_payments`` does. Appends
-    our side of each charge to ``charges`` for the gateway check."""
+    gateway_reference) of every settled payment. Appends our side of each
+    charge to ``charges`` for the gateway check."""
     breaks: list[Break] = []
     seen: set[str] = set()
     bar = _bar(progress, desc="settled payments", unit="payment")
@@ -373,27 +377,6 @@ def ledger_refunds(since: dt.datetime | None = None) -> list[GatewayRecord]:
     ]
 
 
-def default_record_source() -> RecordSource | None:
-    """The gateways' own logs, as (gateway, reference, kind, amount, currency).
-
-    Only money that moved counts (declines and refused refunds are not), and the
-    reference is ours: the payment id for a charge, the refund id for a refund.
-    """
-    try:
-        from gateways.services import charge_records
-    except ImportError:
-        return None
-
-    def source(name: str, since: dt.datetime | None):
-        for r in charge_records(name, since):
-            if r.status != "succeeded":
-                continue
-            ref = r.payment_id if r.kind == "charge" else r.idempotency_key
-            yield (r.gateway, ref, r.kind, r.amount, r.currency)
-
-    return source
-
-
 def check_gateways(
     charges: list[GatewayRecord],
     source: RecordSource,
@@ -424,17 +407,16 @@ def check_gateways(
 
 def reconcile(
     *,
+    settled: Callable[..., Iterable[tuple]],
+    record_source: RecordSource | None = None,
     since: dt.datetime | None = None,
-    settled: Callable[..., Iterable[tuple]] | None = None,
-    record_source: RecordSource | bool | None = True,
     progress: bool = False,
 ) -> ReconcileReport:
-    """Run (a), (b) and (c); read-only. ``record_source=True`` looks up
-    ``gateways.services.charge_records``; ``None``/``False`` skips (c)."""
-    if settled is None:
-        from payments.selectors import settled_payments as settled
-    if record_source is True:
-        record_source = default_record_source()
+    """Run (a), (b) and, given a ``record_source``, (c); read-only.
+
+    ``settled(since=...)`` yields the settled payments' rows (see
+    ``check_settlements``); it runs inside the same snapshot as the ledger reads.
+    """
     report = ReconcileReport()
     with _snapshot():
         breaks, counts = check_ledger(progress=progress)
@@ -453,35 +435,16 @@ def reconcile(
             report.breaks += breaks
             report.warnings += warnings
             report.checked.update(counts)
-        else:
-            report.warnings.append(
-                "gateways.services.charge_records is not available: "
-                "gateway records not compared"
-            )
     return report
 
 
 @contextlib.contextmanager
 def _snapshot():
-    """One consistent read snapshot for the whole run (PostgreSQL)."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    """One consistent read snapshot for the whole run."""
+    if connection.in_atomic_block:
         yield
         return
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         yield
-
-
-def open_review_items(report: ReconcileReport) -> int:
-    """Open (or bump) a dead letter per break, for a human to review."""
-    from payments.services.deadletters import dead_letter_record
-
-    for b in report.breaks:
-        dead_letter_record(
-            stage="reconcile",
-            error_class=b.kind,
-            message=b.message,
-            payment_id=b.payment_id,
-        )
-    return len(report.breaks)

@@ -3,22 +3,20 @@
 Posting is idempotent: an entry is unique per (kind, reference), and legs are
 written only for entries this call actually created. Accounts are locked in id
 order before anything is written, so concurrent batches queue instead of
-deadlocking. On PostgreSQL a statement-level trigger moves the balances (one
-UPDATE per account per batch, in the same statement as the postings); on other
-databases (the embedded SQLite demo) ``_apply_balances`` does the same here.
+deadlocking. A statement-level trigger moves the balances (one UPDATE per
+account per batch, in the same statement as the postings).
 """
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from core.money import is_currency
 from core.sql import pg_cursor
 from ledger.exceptions import InsufficientFunds
 from ledger.models import (
-    DEBIT_NORMAL,
     Account,
     AccountType,
     Direction,
@@ -126,27 +124,15 @@ class Settlement:
 # --- SQL helpers --------------------------------------------------------------
 
 
-def _postgres() -> bool:
-    return connection.vendor == "postgresql"
-
-
 def _rows(
     columns: Sequence[tuple[str, str]], rows: Sequence[tuple]
 ) -> tuple[str, list]:
-    """A row source for INSERT ... SELECT: ``unnest`` of one array per column on
-    PostgreSQL (a handful of parameters however many rows), VALUES elsewhere."""
-    if _postgres():
-        # Binary arrays (%b, see core.sql): run them with ``_cursor()``.
-        arrays = [list(col) for col in zip(*rows, strict=True)]
-        casts = ", ".join(f"%b::{pg_type}[]" for _, pg_type in columns)
-        return f"SELECT * FROM unnest({casts})", arrays  # noqa: S608 (fixed types)
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    return "VALUES " + ", ".join([one] * len(rows)), [v for row in rows for v in row]
-
-
-def _cursor():
-    """The cursor for statements built with ``_rows``."""
-    return pg_cursor() if _postgres() else connection.cursor()
+    """A row source for INSERT ... SELECT: ``unnest`` of one array per column (a
+    handful of parameters however many rows). Binary arrays (%b, see core.sql):
+    run them with ``pg_cursor()``."""
+    arrays = [list(col) for col in zip(*rows, strict=True)]
+    casts = ", ".join(f"%b::{pg_type}[]" for _, pg_type in columns)
+    return f"SELECT * FROM unnest({casts})", arrays  # noqa: S608 (fixed types)
 
 
 def _lock_accounts(keys: Iterable[AccountKey]) -> dict[AccountKey, tuple[int, str]]:
@@ -164,8 +150,7 @@ def _lock_accounts(keys: Iterable[AccountKey]) -> dict[AccountKey, tuple[int, st
     )
     table = Account._meta.db_table
     pairs = ", ".join(["(%s, %s)"] * len(keys))
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with _cursor() as cursor:
+    with pg_cursor() as cursor:
         # Sorted, so two batches creating the same new accounts wait, not deadlock.
         cursor.execute(
             f"INSERT INTO {table} (code, type, no_overdraft, currency, balance) "  # noqa: S608
@@ -175,7 +160,7 @@ def _lock_accounts(keys: Iterable[AccountKey]) -> dict[AccountKey, tuple[int, st
         )
         cursor.execute(
             f"SELECT id, code, currency, type FROM {table} "  # noqa: S608
-            f"WHERE (code, currency) IN (VALUES {pairs}) ORDER BY id{lock}",
+            f"WHERE (code, currency) IN (VALUES {pairs}) ORDER BY id FOR UPDATE",
             [v for key in keys for v in key],
         )
         return {(code, cur): (pk, typ) for pk, code, cur, typ in cursor.fetchall()}
@@ -187,7 +172,7 @@ def _insert_entries(
     """Insert (reference, payment_id) entries; return {reference: id} of the ones
     created now. Existing ones are skipped by ON CONFLICT, never touched."""
     source, params = _rows([("reference", "text"), ("payment_id", "text")], refs)
-    with _cursor() as cursor:
+    with pg_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {JournalEntry._meta.db_table} (kind, reference, payment_id) "  # noqa: S608
             f"SELECT %s, e.* FROM ({source}) AS e WHERE 1 = 1 "
@@ -201,7 +186,7 @@ def _insert_entries(
 Leg = tuple[int, int, int, str, str]
 
 
-def _insert_postings(legs: Sequence[Leg], types: dict[int, str]) -> None:
+def _insert_postings(legs: Sequence[Leg]) -> None:
     if not legs:
         return
     source, params = _rows(
@@ -214,31 +199,13 @@ def _insert_postings(legs: Sequence[Leg], types: dict[int, str]) -> None:
         ],
         legs,
     )
-    with _cursor() as cursor:
+    with pg_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {Posting._meta.db_table} "  # noqa: S608
             "(entry_id, account_id, amount, direction, currency) "
             f"SELECT p.* FROM ({source}) AS p",
             params,
         )
-    if not _postgres():
-        _apply_balances(legs, types)
-
-
-def _apply_balances(legs: Sequence[Leg], types: dict[int, str]) -> None:
-    """One UPDATE per account (PostgreSQL's trigger does this there)."""
-    deltas: dict[int, int] = {}
-    for _, account_id, amount, direction, _ in legs:
-        sign = 1 if (direction == DEBIT) == (types[account_id] in DEBIT_NORMAL) else -1
-        deltas[account_id] = deltas.get(account_id, 0) + sign * amount
-    for account_id in sorted(deltas):
-        if deltas[account_id]:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {Account._meta.db_table} SET balance = balance + %s "  # noqa: S608
-                    "WHERE id = %s",
-                    [deltas[account_id], account_id],
-                )
 
 
 def _overdraft(exc: IntegrityError) -> bool:
@@ -286,7 +253,7 @@ def post_settlements(items: Sequence[Settlement]) -> int:
                 legs.append((entry_id, account, s.amount - s.fee, CREDIT, cur))
             if s.fee:
                 legs.append((entry_id, accounts[FEES, cur][0], s.fee, CREDIT, cur))
-        _insert_postings(legs, {pk: typ for pk, typ in accounts.values()})
+        _insert_postings(legs)
     return len(created)
 
 
@@ -344,7 +311,7 @@ def post_refund(
             if fee_refund:
                 refunds = accounts[REFUNDS, currency][0]
                 legs.append((entry_id, refunds, fee_refund, DEBIT, currency))
-            _insert_postings(legs, {pk: typ for pk, typ in accounts.values()})
+            _insert_postings(legs)
     except IntegrityError as exc:
         if _overdraft(exc):
             raise InsufficientFunds(
@@ -371,11 +338,12 @@ def post_refund_reversal(*, refund_id: str, payment_id: str, **_: object) -> boo
     if not original:
         return False
     with transaction.atomic():
-        types = dict(
+        # Lock the accounts in id order, as every posting does.
+        list(
             Account.objects.select_for_update()
             .filter(pk__in=sorted({a for a, *_ in original}))
             .order_by("pk")
-            .values_list("pk", "type")
+            .values_list("pk", flat=True)
         )
         created = _insert_entries(REFUND_REVERSAL, [(refund_id, payment_id)])
         if not created:
@@ -386,5 +354,5 @@ def post_refund_reversal(*, refund_id: str, payment_id: str, **_: object) -> boo
             (entry_id, account, amount, flip[direction], currency)
             for account, amount, direction, currency in original
         ]
-        _insert_postings(legs, types)
+        _insert_postings(legs)
     return True

@@ -3,9 +3,13 @@ construction: nothing is kept in a process)."""
 
 import logging
 
+from celery import current_app
 from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
+
+from gateways.services import breaker_state, gateway_names
+from payments.models import DeadLetter, Event, OpenPayment
 
 logger = logging.getLogger(__name__)
 
@@ -14,8 +18,6 @@ QUEUES = ("validate", "execute", "settle", "default")
 
 class SurgeCollector:
     def collect(self):
-        from payments.models import DeadLetter, Event, OpenPayment
-
         try:
             oldest = Event.objects.filter(published_at__isnull=True).aggregate(
                 oldest=Min("created_at"), n=Count("pk")
@@ -57,13 +59,13 @@ class SurgeCollector:
         yield from self._breakers()
 
     def _queue_depth(self):
-        from config.celery import app
-
+        # The process's Celery app (config.celery's): payments does not import
+        # config, the layer above it.
         depth = GaugeMetricFamily(
             "surge_queue_depth", "Messages waiting per Celery queue.", labels=["queue"]
         )
         try:
-            with app.connection_for_read() as conn:
+            with current_app.connection_for_read() as conn:
                 channel = conn.default_channel
                 for queue in QUEUES:
                     _, count, _ = channel.queue_declare(queue=queue, passive=True)
@@ -79,8 +81,6 @@ class SurgeCollector:
             labels=["gateway"],
         )
         try:
-            from gateways.services import breaker_state, gateway_names
-
             for name in gateway_names():
                 value = {"open": 1.0, "half-open": 0.5, "half_open": 0.5}.get(
                     breaker_state(name), 0.0

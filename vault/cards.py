@@ -9,6 +9,7 @@ from datetime import date
 
 from django.db import models
 
+from core.pan import luhn_ok
 from vault.error_codes import ErrorCode
 from vault.exceptions import (
     ExpiredCard,
@@ -61,19 +62,6 @@ LENGTHS: dict[CardBrand, frozenset[int]] = {
 }
 _DIGITS = re.compile(r"[0-9]+")
 _SEPARATORS = re.compile(r"[ -]")
-
-
-def luhn_ok(digits: str) -> bool:
-    """Luhn (mod 10) check of an ASCII digit string."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
 
 
 def card_brand(pan: str) -> CardBrand | None:

@@ -1,4 +1,4 @@
-"""Webhook endpoints API: thin views over payments.services.webhooks."""
+"""Webhook endpoints API: thin views over payments.services.webhooks.endpoints."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -16,7 +16,7 @@ from payments.selectors import (
     webhook_endpoint_list,
 )
 from payments.services.idempotency import check_key
-from payments.services.webhooks import (
+from payments.services.webhooks.endpoints import (
     EVENT_TYPES,
     MAX_URL_LENGTH,
     webhook_endpoint_create,

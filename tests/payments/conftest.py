@@ -2,7 +2,7 @@
 
 import pytest
 
-from payments.services import webhooks
+from payments.services.webhooks import delivery
 from tests.payments.webhook_helpers import Receiver
 
 
@@ -26,4 +26,4 @@ def in_test_transaction(monkeypatch):
     """Most tests run inside pytest-django's transaction (fast); delivery
     refuses to post inside one, so lift that guard for them. The tests that
     depend on commits are transactional and keep it."""
-    monkeypatch.setattr(webhooks, "_require_no_transaction", lambda: None)
+    monkeypatch.setattr(delivery, "_require_no_transaction", lambda: None)

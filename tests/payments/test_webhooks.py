@@ -7,12 +7,14 @@ import time
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from core.ids import id_timestamp_ms, new_id
 from payments.models import DeadLetter, Event, Refund, WebhookDelivery, WebhookEndpoint
 from payments.services import webhooks
 from payments.services.events import events_insert
+from payments.services.webhooks import delivery, dispatch
 from tests.factories import MerchantFactory
 from tests.payments.webhook_helpers import emit, endpoint_for, make_payment, run
 
@@ -139,7 +141,7 @@ def test_disabled_endpoint_receives_nothing_more(merchant, receiver):
     endpoint, _ = endpoint_for(merchant, receiver)
     emit(make_payment(merchant), "payment.created")
     time.sleep(0.003)
-    webhooks.dispatch()
+    dispatch.dispatch()
     webhooks.webhook_endpoint_disable(endpoint=endpoint)
     assert webhooks.deliver_due() == {"failed": 1}
     assert WebhookDelivery.objects.get().last_error == "endpoint disabled"
@@ -156,11 +158,11 @@ def test_a_killed_workers_claim_is_due_again_after_the_lease(
     endpoint_for(merchant, receiver)
     emit(make_payment(merchant), "payment.created")
     time.sleep(0.003)
-    webhooks.dispatch()
+    dispatch.dispatch()
     settings.WEBHOOK_LEASE_SECONDS = 300
-    assert len(webhooks._claim(10)) == 1  # claimed, then the worker dies
+    assert len(delivery._claim(10)) == 1  # claimed, then the worker dies
     assert webhooks.deliver_due() == {}  # leased: nobody else posts it
-    WebhookDelivery.objects.update(next_attempt_at=webhooks.timezone.now())
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now())
     assert webhooks.deliver_due() == {"succeeded": 1}  # the lease ran out
     assert WebhookDelivery.objects.get().attempts == 2
 
@@ -184,10 +186,10 @@ def test_dispatching_an_event_twice_delivers_it_once(merchant, receiver):
     payment = make_payment(merchant)
     emit(payment, "payment.created", "payment.validated")
     time.sleep(0.003)
-    assert webhooks.dispatch()["deliveries"] == 2
+    assert dispatch.dispatch()["deliveries"] == 2
     start = endpoint.cursor
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(cursor=start)  # rewind
-    assert webhooks.dispatch()["deliveries"] == 2  # seen again ...
+    assert dispatch.dispatch()["deliveries"] == 2  # seen again ...
     assert WebhookDelivery.objects.count() == 2  # ... but not delivered twice
     webhooks.deliver_due()
     assert len(receiver.requests) == 2
@@ -204,7 +206,7 @@ def test_two_dispatchers_at_once_create_each_delivery_once(merchant, receiver):
     def go():
         barrier.wait()
         try:
-            webhooks.dispatch(batch_size=50)
+            dispatch.dispatch(batch_size=50)
         finally:
             connection.close()
 
@@ -213,7 +215,7 @@ def test_two_dispatchers_at_once_create_each_delivery_once(merchant, receiver):
         t.start()
     for t in threads:
         t.join()
-    webhooks.dispatch()
+    dispatch.dispatch()
     assert WebhookDelivery.objects.count() == 200
     assert WebhookDelivery.objects.values("event_id").distinct().count() == 200
 
@@ -312,7 +314,7 @@ def test_without_the_horizon_that_late_event_would_be_lost(
     merchant, receiver, monkeypatch
 ):
     """The reason for the horizon: a cursor at 'now' jumps over the open one."""
-    monkeypatch.setattr(webhooks, "horizon_ms", webhooks._now_ms)
+    monkeypatch.setattr(dispatch, "horizon_ms", dispatch.now_ms)
     endpoint_for(merchant, receiver)
     payment = make_payment(merchant)
     conn = _open_transaction()

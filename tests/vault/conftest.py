@@ -15,7 +15,7 @@ def new_key() -> str:
 
 def luhn_complete(prefix: str) -> str:
     """``prefix`` plus the check digit that makes it Luhn-valid."""
-    from vault.cards import luhn_ok
+    from core.pan import luhn_ok
 
     return next(prefix + d for d in "0123456789" if luhn_ok(prefix + d))
 
@@ -49,7 +49,7 @@ def console_to_current_stderr():
 
     Call it inside the test body: there ``sys.stderr`` is capsys's stream.
     """
-    from vault.logging import RedactPANFilter
+    from core.pan import RedactPANFilter
 
     console = [
         h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler

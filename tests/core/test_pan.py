@@ -4,10 +4,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.pan import (
+    _RUN,
+    REDACTED,
+    RedactPANFilter,
+    _redact_run,
+    contains_pan,
+    redact_pans,
+)
 from tests.vault.conftest import console_to_current_stderr
-from vault.logging import REDACTED, RedactPANFilter, contains_pan, redact_pans
 
-logger = logging.getLogger("tests.vault.logging")
+logger = logging.getLogger("tests.core.pan")
 
 
 @pytest.mark.parametrize(
@@ -127,6 +134,4 @@ def test_console_handler_from_settings_redacts(capsys):
 )
 def test_the_thirteen_digit_precheck_changes_no_result(text):
     # Without the shortcut: every run of digit groups checked on its own.
-    from vault.logging import _RUN, _redact_run
-
     assert redact_pans(text) == _RUN.sub(lambda m: _redact_run(m.group(0)), text)

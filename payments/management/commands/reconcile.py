@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from ledger.reconcile import open_review_items, reconcile
+from payments.services.reconciliation import open_review_items, reconcile
 
 
 def parse_since(value: str) -> dt.datetime:

@@ -41,39 +41,11 @@ LAYERS: dict[str, int] = {
 # card data as plain values in their request dataclasses (payments opens the
 # vault and hands it over), and the ledger takes settled payments and gateway
 # records as rows passed in from payments.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("payments.services.relay", "config.celery"): (
-        "the relay's queue-depth reader asks config's Celery app for a broker "
-        "connection; payments/services/relay.py belongs to the workflow "
-        "refactor, which removes this (payments/collectors.py already uses "
-        "celery.current_app)"
-    ),
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 # An import inside a function must carry one of these on its line or in the
 # comment block right above it, with the reason after the colon.
 MARKERS = ("# cycle:", "# deferred:")
-
-# Files the workflow refactor is rewriting; their function-level imports are
-# its to move (see test_function_level_imports_say_why).
-WORKFLOW_REFACTOR = frozenset(
-    f"payments/services/{name}.py"
-    for name in [
-        "pipeline",
-        "relay",
-        "sweeper",
-        "intake",
-        "batches",
-        "transitions",
-        "events",
-        "idempotency",
-        "refunds",
-        "replay",
-        "deadletters",
-        "operations",
-        "keys",
-    ]
-) | {"payments/tasks.py"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,26 +283,6 @@ def test_services_never_import_an_api_module(graph):
     assert services_importing_api(graph) == []
 
 
-def test_function_level_imports_outside_the_workflow_refactor_say_why(graph):
-    others = [i for i in graph if i.path not in WORKFLOW_REFACTOR]
-    assert unexplained_function_imports(others) == []
-
-
-def test_vault_logging_is_only_a_bridge_for_modules_being_rewritten(graph):
-    """PAN detection lives in core.pan; vault.logging re-exports it only for
-    modules another change is rewriting. No new importer may appear."""
-    importers = {i.importer for i in graph if i.target == "vault.logging"}
-    assert importers <= {
-        "payments.services.batches",
-        "payments.services.idempotency",
-        "payments.api.serializers",
-    }
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="payments hot-path modules are being moved by the workflow refactor",
-)
 def test_function_level_imports_say_why(graph):
     assert unexplained_function_imports(graph) == []
 

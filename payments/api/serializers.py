@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from core.errors import InvalidRequest
 from core.money import CURRENCY_EXPONENTS
+from core.pan import contains_pan
 from core.serializers import (
     MetadataField,
     MinorUnitsField,
@@ -13,7 +14,6 @@ from core.serializers import (
 )
 from payments.services.batches import MAX_BATCH, BatchItem
 from payments.state import PaymentStatus
-from vault.logging import contains_pan
 
 
 class CurrencyField(StrictCharField):

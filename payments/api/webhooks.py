@@ -5,6 +5,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.error_codes import ErrorCode as CoreCode
 from core.errors import InvalidRequest
 from core.serializers import StrictCharField, StrictSerializer
 from payments.api.views import IDEMPOTENCY_HEADER, idempotent_response
@@ -192,7 +193,9 @@ class WebhookDeliveryListView(APIView):
         after = query.validated_data.get("starting_after")
         if after and not endpoint.deliveries.filter(pk=after).exists():
             raise InvalidRequest(
-                "No such delivery.", param="starting_after", code="resource_missing"
+                "No such delivery.",
+                param="starting_after",
+                code=CoreCode.RESOURCE_MISSING,
             )
         rows, has_more = webhook_delivery_list(
             endpoint=endpoint,

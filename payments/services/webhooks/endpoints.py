@@ -12,6 +12,7 @@ from django.core.validators import URLValidator
 from django.utils import timezone
 
 from core.errors import InvalidRequest
+from payments.error_codes import ErrorCode
 from payments.models import Merchant, WebhookDelivery, WebhookEndpoint
 from payments.services.webhooks.dispatch import id_at, now_ms
 from payments.state import EVENT_FOR_STATUS
@@ -34,7 +35,7 @@ def clean_url(url: str) -> str:
     """The endpoint URL, or InvalidRequest(param="url"); never echoes the input."""
 
     def refuse(message: str) -> InvalidRequest:
-        return InvalidRequest(message, param="url", code="url_invalid")
+        return InvalidRequest(message, param="url", code=ErrorCode.URL_INVALID)
 
     if len(url) > MAX_URL_LENGTH:
         raise refuse(f"url must be at most {MAX_URL_LENGTH} characters.")
@@ -70,7 +71,7 @@ def clean_enabled_events(values: Sequence[str] | None) -> list[str]:
             + ", ".join(EVENT_TYPES)
             + ".",
             param="enabled_events",
-            code="event_type_invalid",
+            code=ErrorCode.EVENT_TYPE_INVALID,
         )
     return sorted(chosen)
 
@@ -90,7 +91,7 @@ def webhook_endpoint_create(
             f"A merchant may have at most {settings.WEBHOOK_MAX_ENDPOINTS} active "
             "webhook endpoints.",
             param="url",
-            code="too_many_endpoints",
+            code=ErrorCode.TOO_MANY_ENDPOINTS,
         )
     secret = new_secret()
     endpoint = WebhookEndpoint(

@@ -2,16 +2,19 @@
 
 With no DATABASE_URL it starts the embedded PostgreSQL (config/embedded_db.py),
 then migrates, collects static files, prints the demo merchant's key and runs
-the Procfile under honcho: gunicorn, Celery prefork workers, the relay and beat.
-Ctrl-C stops honcho's processes first, then PostgreSQL, so nothing loses its
-database mid-shutdown and nothing outlives ``make run``.
+the Procfile: gunicorn, Celery prefork workers, the relay and beat. Ctrl-C
+stops those first, then PostgreSQL, so nothing loses its database
+mid-shutdown and nothing outlives ``make run``.
 """
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +71,7 @@ def main() -> int:
         # The Procfile names programs, not paths: those of this interpreter's venv.
         "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
         "SURGE_PORT": port,
+        "PYTHONUNBUFFERED": "1",  # log lines as they happen, through the pipe
         "SURGE_WEB_WORKERS": str(sizes.web_workers),
         "SURGE_WEB_THREADS": str(sizes.web_threads),
         "SURGE_WORKER_CONCURRENCY": str(sizes.worker_concurrency),
@@ -88,7 +92,15 @@ def main() -> int:
             [*manage, "collectstatic", "--noinput", "-v", "0"], env=env, check=True
         )
         subprocess.run([*manage, "bootstrap_demo", "--port", port], env=env, check=True)
-        return _run_procfile(env)
+        procfile = Procfile(ROOT / "Procfile")
+        try:
+            procfile.start(env)
+            return procfile.wait_any()
+        except (KeyboardInterrupt, Stop):
+            print("Stopping (Ctrl-C again to kill at once)", flush=True)
+            return 130
+        finally:
+            procfile.stop()
     except (KeyboardInterrupt, Stop):
         return 130
     except subprocess.CalledProcessError as exc:
@@ -101,19 +113,73 @@ def main() -> int:
             server.stop()
 
 
-def _run_procfile(env: dict[str, str]) -> int:
-    """Run honcho until it ends. Ctrl-C reaches it with the terminal's process
-    group; any other stop is passed on, and honcho stops the rest."""
-    honcho = subprocess.Popen(
-        [str(Path(sys.executable).with_name("honcho")), "start", "-f", "Procfile"],
-        env=env,
-    )
-    while True:
+class Procfile:
+    """The Procfile's processes, each in its own session, output prefixed.
+
+    Not honcho: it stops each process group with SIGTERM and SIGKILLs it 5 s
+    later. Celery's prefork children killed under their parent's warm shutdown
+    can leave the parent waiting for good (seen here), and a warm shutdown
+    takes about that long. So SIGTERM goes to each program (gunicorn's master,
+    Celery's main process), which stops its own children; whatever is left
+    after ``grace`` seconds is killed, group by group.
+    """
+
+    def __init__(self, path: Path):
+        self.commands = {}
+        for line in path.read_text().splitlines():
+            name, sep, command = line.partition(":")
+            if sep and name.strip() and not name.startswith("#"):
+                self.commands[name.strip()] = command.strip()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._out = threading.Lock()
+
+    def start(self, env: dict[str, str]) -> None:
+        width = max(map(len, self.commands))
+        for name, command in self.commands.items():
+            proc = subprocess.Popen(  # noqa: S602 (a Procfile line is shell)
+                command, shell=True, env=env, start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, errors="replace",
+            )  # fmt: skip
+            self.procs[name] = proc
+            self._print(f"{name:<{width}} | started (pid {proc.pid})\n")
+            threading.Thread(
+                target=self._relay, args=(f"{name:<{width}} | ", proc), daemon=True
+            ).start()
+
+    def _relay(self, prefix: str, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self._print(prefix + line)
+
+    def _print(self, text: str) -> None:
+        with self._out:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    def wait_any(self) -> int:
+        """Block until one process ends (then the stack is broken): its code."""
+        while True:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    self._print(f"{name} exited ({proc.returncode}); stopping\n")
+                    return proc.returncode or 1
+            time.sleep(0.2)
+
+    def stop(self, grace: float = 20.0) -> None:
         try:
-            return honcho.wait()
-        except (KeyboardInterrupt, Stop):
-            if honcho.poll() is None:
-                honcho.send_signal(signal.SIGTERM)
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for proc in self.procs.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+        finally:  # also on a second Ctrl-C: nothing outlives make run
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for proc in self.procs.values():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def _forget_dead_processes_metrics() -> None:

@@ -142,9 +142,7 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 # half the database time of a request unprepared) are prepared: a threshold
 # no query reaches. With PgBouncer, use session pooling or >= 1.21 with
 # max_prepared_statements, or set DATABASE_PREPARE=false.
-_pg_options = (
-    {"prepare_threshold": 2**31} if env.bool("DATABASE_PREPARE", True) else {}
-)
+_pg_options = {"prepare_threshold": 2**31} if env.bool("DATABASE_PREPARE", True) else {}
 # Which process a connection belongs to, in pg_stat_activity and the logs
 # (surge-web, surge-worker, surge-run_relay, ...): where database time goes.
 _pg_options["application_name"] = env("SURGE_PROCESS", default=_process_name())
@@ -223,6 +221,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # in the checkout.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # How often an idle consumer looks for new message files (kombu's
+        # default is 1 s): a stage a payment waits for, and a worker's shutdown.
+        "polling_interval": 0.1,
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {

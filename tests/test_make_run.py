@@ -8,6 +8,7 @@ test must not depend on it. The embedded PostgreSQL listens on a Unix socket
 in the copy's var/, never on a port of the machine's own servers.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from html.parser import HTMLParser
 from pathlib import Path
@@ -136,11 +136,15 @@ class MadeRun:
         if self.postmaster() is not None:
             EmbeddedPostgres(self.checkout / "var").stop()
         for proc in self.strays():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-            except psutil.NoSuchProcess:
-                pass
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _command(proc: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):  # ended, or a zombie not yet reaped
+        return " ".join(proc.cmdline())
+    return ""
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +237,7 @@ def test_the_embedded_database_refuses_an_unbalanced_entry(made_run):
 
 def test_ctrl_c_stops_every_process_postgres_included(made_run):
     processes = made_run.processes()
-    names = " ".join(" ".join(p.cmdline()) for p in processes)
+    names = " ".join(map(_command, processes))
     for program in ("gunicorn", "celery", "run_relay", "beat", "postgres"):
         assert program in names, names
     made_run.ctrl_c()

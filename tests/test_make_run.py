@@ -126,6 +126,12 @@ class MadeRun:
         os.killpg(self.proc.pid, signal.SIGINT)
 
     def clean_up(self) -> None:
+        if self.log.exists():  # shown with a failure
+            print(
+                "make run's output, last lines:",
+                *self.output()[-8000:].splitlines()[-80:],
+                sep="\n",
+            )
         if self.proc is not None and self.proc.poll() is None:
             self.ctrl_c()
             try:

@@ -3,16 +3,18 @@ configuration, the production servers on the embedded PostgreSQL, one Ctrl-C.
 
 The copy holds this checkout's files as they are on disk (committed or not)
 and a symlink to this venv, so `make venv` finds it installed. SURGE_PORT is
-the one setting given: port 8000 may be taken on a shared machine, and the
-test must not depend on it. The embedded PostgreSQL listens on a Unix socket
+the one setting given: port 8000 may be taken on a shared machine (another
+checkout's make run, another suite), and the test must not depend on it. The embedded PostgreSQL listens on a Unix socket
 in the copy's var/, never on a port of the machine's own servers.
 """
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,13 +50,27 @@ class _Assets(HTMLParser):
                 self.urls.append(value)
 
 
+def _port_outside_the_ephemeral_range() -> int:
+    """A free port the kernel hands to no bind(0) or outgoing connection, so
+    no other test takes it while make run boots (it is given before)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 10000), low), 50):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 class MadeRun:
     """`make run` in a copy of the checkout, its output in a file."""
 
     def __init__(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="surge-make-run-"))
         self.checkout = self.tmp / "surge"
-        self.port = free_port()
+        self.port = _port_outside_the_ephemeral_range()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = self.tmp / "make-run.log"
         self.proc: subprocess.Popen | None = None
@@ -86,6 +102,8 @@ class MadeRun:
 
     def docs_up(self) -> bool:
         assert self.proc.poll() is None, f"make run ended:\n{self.output()[-4000:]}"
+        if f"Listening at: {self.url}" not in self.output():
+            return False  # not our gunicorn yet, whatever answers there
         try:
             return httpx.get(f"{self.url}/v1/docs", timeout=2).status_code == 200
         except httpx.TransportError:

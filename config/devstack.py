@@ -8,6 +8,7 @@ mid-shutdown and nothing outlives ``make run``.
 """
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -76,13 +77,21 @@ def main() -> int:
         "SURGE_WEB_THREADS": str(sizes.web_threads),
         "SURGE_WORKER_CONCURRENCY": str(sizes.worker_concurrency),
     }
+    var = embedded_db.var_dir()
+    var.mkdir(parents=True, exist_ok=True)
+    lock = (var / "make-run.lock").open("w")
+    try:  # held until this process ends, however it ends
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"make run is already running on {var}; stop it first.", flush=True)
+        return 1
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_stop)
     server = None
     try:
         if not os.environ.get("DATABASE_URL"):
             server = embedded_db.EmbeddedPostgres(
-                embedded_db.var_dir(), max_connections=sizes.connections
+                var, max_connections=sizes.connections
             )
             server.start()
         _forget_dead_processes_metrics()

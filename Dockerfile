@@ -6,13 +6,16 @@ WORKDIR /app
 COPY requirements.txt requirements.lock ./
 RUN pip install -r requirements.txt -c requirements.lock
 COPY . .
+# Static files (the admin's, the offline API docs') are collected into the
+# image and served by whitenoise from gunicorn; collectstatic opens no database
+# connection, so the URL below only has to be a valid PostgreSQL one.
 RUN useradd --system --uid 10001 --home /app surge \
     && mkdir -p /var/lib/surge && chown surge /var/lib/surge \
-    && SECRET_KEY=build DATABASE_URL=sqlite:////tmp/build.sqlite3 \
+    && SECRET_KEY=build DATABASE_URL=postgres://build@127.0.0.1:5432/build \
        VAULT_KEYS=k0:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
        VAULT_FINGERPRINT_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
        python manage.py collectstatic --noinput \
-    && rm -f /tmp/build.sqlite3
+    && rm -rf /var/lib/surge/*
 USER surge
 EXPOSE 8000
 CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", \

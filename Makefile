@@ -1,4 +1,4 @@
-# Surge: two commands do everything.  `make run` (embedded, no servers needed)
+# Surge: two commands do everything.  `make run` (embedded PostgreSQL, no servers needed)
 # and `make test` (real PostgreSQL + Redis + Celery workers).
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,16 +16,18 @@ PYTEST_WORKERS ?= 2
 venv: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt requirements.lock
+	@test -x $(PY) || $(PYTHON) -c 'import ensurepip' 2>/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt -c requirements.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# With no DATABASE_URL, an embedded PostgreSQL under var/postgres; then
+# migrate, collectstatic, the demo merchant, and the Procfile (config/devstack.py).
 run: venv
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py bootstrap_demo --port $${SURGE_PORT:-8000}
-	$(VENV)/bin/honcho start -f Procfile
+	$(PY) -m config.devstack
 
 test: venv
 	@scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"

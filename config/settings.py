@@ -1,8 +1,10 @@
 """Surge settings, all from the environment (django-environ).
 
-With no configuration Surge runs embedded: SQLite and a file-based Celery broker
-under ``var/``. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` select PostgreSQL and
-Redis, which production and the test suite always use.
+PostgreSQL is the only database. With no configuration Surge runs embedded:
+the PostgreSQL that ``make run`` starts under ``var/postgres`` (config/embedded_db.py)
+and a file-based Celery broker under ``var/``. ``DATABASE_URL`` and
+``CELERY_BROKER_URL`` select real servers, which production and the test suite
+always use.
 """
 
 import hashlib
@@ -12,11 +14,14 @@ import sys
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from config import embedded_db
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
-VAR_DIR = Path(env("SURGE_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR = embedded_db.var_dir()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 # Counters and histograms from every process (gunicorn, Celery) are summed at
@@ -24,7 +29,8 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
-# "production" refuses to start on embedded defaults (generated keys, SQLite).
+# "production" refuses to start on embedded defaults (generated keys, the
+# embedded database).
 SURGE_ENV = env("SURGE_ENV", default="development")
 PRODUCTION = SURGE_ENV == "production"
 
@@ -70,6 +76,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -80,6 +87,7 @@ MIDDLEWARE = [
 API_MIDDLEWARE = [
     "core.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",  # nosniff, HSTS, SSL redirect
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/ (the docs' assets)
     "django.middleware.common.CommonMiddleware",  # Host check, Content-Length
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -116,48 +124,48 @@ def _process_name(argv: list[str] = sys.argv) -> str:
     return f"surge-{prog}"[:63] if prog else "surge"
 
 
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'surge.sqlite3'}")
-}
-if PRODUCTION and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    raise RuntimeError("SURGE_ENV=production needs DATABASE_URL (PostgreSQL).")
-if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # Django turns psycopg's prepared statements off (for poolers in transaction
-    # mode). Only the statements asked for with prepare=True (the intake insert,
-    # half the database time of a request unprepared) are prepared: a threshold
-    # no query reaches. With PgBouncer, use session pooling or >= 1.21 with
-    # max_prepared_statements, or set DATABASE_PREPARE=false.
-    _pg_options = (
-        {"prepare_threshold": 2**31} if env.bool("DATABASE_PREPARE", True) else {}
-    )
-    # Which process a connection belongs to, in pg_stat_activity and the logs
-    # (surge-web, surge-worker, surge-run_relay, ...): where database time goes.
-    _pg_options["application_name"] = env("SURGE_PROCESS", default=_process_name())
-    if env.bool("DATABASE_POOL", default=False):
-        # psycopg 3 pool inside each process; CONN_MAX_AGE must stay 0 with it.
-        DATABASES["default"]["OPTIONS"] = {
-            "pool": {
-                "min_size": env.int("DATABASE_POOL_MIN", default=2),
-                "max_size": env.int("DATABASE_POOL_MAX", default=16),
-                "timeout": 10,
-            },
-            **_pg_options,
-        }
-    else:
-        DATABASES["default"]["OPTIONS"] = {**_pg_options}
-        DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-        # A health check is a SELECT 1 round trip per request; off by default
-        # (a stale connection fails one request, which the client retries with
-        # its idempotency key). Production should use DATABASE_POOL instead.
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool(
-            "CONN_HEALTH_CHECKS", default=False
-        )
+if env("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db("DATABASE_URL")}
+elif PRODUCTION:
+    raise ImproperlyConfigured("SURGE_ENV=production needs DATABASE_URL (PostgreSQL).")
 else:
+    DATABASES = {"default": embedded_db.database_settings(VAR_DIR)}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    # Its triggers and constraint triggers hold the ledger's and the outbox's
+    # invariants; a database without them would run a different program.
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be a PostgreSQL URL (postgres://user@host:port/name); "
+        f"Surge runs on PostgreSQL only, not {DATABASES['default']['ENGINE']}. "
+        "Unset DATABASE_URL for the embedded PostgreSQL that `make run` starts."
+    )
+# Django turns psycopg's prepared statements off (for poolers in transaction
+# mode). Only the statements asked for with prepare=True (the intake insert,
+# half the database time of a request unprepared) are prepared: a threshold
+# no query reaches. With PgBouncer, use session pooling or >= 1.21 with
+# max_prepared_statements, or set DATABASE_PREPARE=false.
+_pg_options = {"prepare_threshold": 2**31} if env.bool("DATABASE_PREPARE", True) else {}
+# Which process a connection belongs to, in pg_stat_activity and the logs
+# (surge-web, surge-worker, surge-run_relay, ...): where database time goes.
+_pg_options["application_name"] = env("SURGE_PROCESS", default=_process_name())
+if env.bool("DATABASE_POOL", default=False):
+    # psycopg 3 pool inside each process; CONN_MAX_AGE must stay 0 with it.
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        "transaction_mode": "IMMEDIATE",
+        "pool": {
+            "min_size": env.int("DATABASE_POOL_MIN", default=2),
+            "max_size": env.int("DATABASE_POOL_MAX", default=16),
+            "timeout": 10,
+        },
+        **_pg_options,
     }
+else:
+    DATABASES["default"]["OPTIONS"] = {**_pg_options}
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # A health check is a SELECT 1 round trip per request; off by default
+    # (a stale connection fails one request, which the client retries with
+    # its idempotency key). Production should use DATABASE_POOL instead.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool(
+        "CONN_HEALTH_CHECKS", default=False
+    )
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=None)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -218,6 +226,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # in the checkout.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # How often an idle consumer looks for new message files (kombu's
+        # default is 1 s): a stage a payment waits for, and a worker's shutdown.
+        "polling_interval": 0.1,
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -3,6 +3,10 @@
 Breakers are module-level, one per gateway. pybreaker's ``CircuitBreaker.call``
 holds a process-wide lock for the whole call, which would serialize every
 charge to a gateway; the state lives in Redis, so ``SharedBreaker`` skips it.
+
+With REDIS_URL unset (``make run``'s default: Redis is not needed there) or
+Redis unreachable, each process keeps its own breaker state: a breaker opens
+after ``fail_max`` failures seen by that process, not by the whole stack.
 """
 
 import contextlib

@@ -14,8 +14,7 @@
 
 TRUNCATE is left to the table owner (the test suite flushes with it); the
 application role should not hold TRUNCATE or superuser (which could disable
-triggers). SQLite (embedded ``make run``) gets none of this: the service layer
-moves balances there.
+triggers).
 """
 
 from django.db import migrations
@@ -165,16 +164,6 @@ DROP FUNCTION IF EXISTS ledger_entry_balanced();
 """
 
 
-def forwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(CREATE, params=None)
-
-
-def backwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP, params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [("ledger", "0001_initial")]
-    operations = [migrations.RunPython(forwards, backwards)]
+    operations = [migrations.RunSQL([CREATE], [DROP])]

@@ -15,21 +15,12 @@ from django.db import migrations
 FUNCTIONS = ("ledger_entry_balanced()", "ledger_entry_has_postings()")
 
 
-def forwards(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for function in FUNCTIONS:
-        schema_editor.execute(f"ALTER FUNCTION {function} SET enable_seqscan = off")
-
-
-def backwards(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for function in FUNCTIONS:
-        schema_editor.execute(f"ALTER FUNCTION {function} RESET enable_seqscan")
-
-
 class Migration(migrations.Migration):
     dependencies = [("ledger", "0002_integrity_triggers")]
 
-    operations = [migrations.RunPython(forwards, backwards)]
+    operations = [
+        migrations.RunSQL(
+            [f"ALTER FUNCTION {function} SET enable_seqscan = off" for function in FUNCTIONS],
+            [f"ALTER FUNCTION {function} RESET enable_seqscan" for function in FUNCTIONS],
+        )
+    ]

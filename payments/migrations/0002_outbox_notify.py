@@ -1,4 +1,4 @@
-"""PostgreSQL: wake relays with NOTIFY once per INSERT statement on the outbox."""
+"""Wake relays with NOTIFY once per INSERT statement on the outbox."""
 
 from django.db import migrations
 
@@ -17,16 +17,6 @@ DROP FUNCTION IF EXISTS surge_outbox_notify();
 """
 
 
-def forwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(CREATE)
-
-
-def backwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP)
-
-
 class Migration(migrations.Migration):
     dependencies = [("payments", "0001_initial")]
-    operations = [migrations.RunPython(forwards, backwards)]
+    operations = [migrations.RunSQL([CREATE], [DROP])]

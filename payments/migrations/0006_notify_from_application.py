@@ -11,11 +11,6 @@ DROP FUNCTION IF EXISTS surge_outbox_notify();
 """
 
 
-def forwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP)
-
-
 class Migration(migrations.Migration):
     dependencies = [("payments", "0005_event_payment_unindexed")]
-    operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
+    operations = [migrations.RunSQL([DROP], migrations.RunSQL.noop)]

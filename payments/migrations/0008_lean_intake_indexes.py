@@ -17,8 +17,6 @@ HOT_TABLES = ("payments_payment", "payments_event", "payments_idempotencykey")
 
 
 def drop_pattern_ops_indexes(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "

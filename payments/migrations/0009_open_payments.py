@@ -7,9 +7,8 @@ entry into every index of the table (five), 20 index writes per payment. Now:
 - ``payments_openpayment`` lists the payments that are not final. Database
   triggers keep it, whatever writes a payment (intake's statement, the batch
   insert, the ORM, a shell): a payment inserted non-final gets a row, and the
-  row goes when an UPDATE makes the payment final. Statement-level on
-  PostgreSQL (one INSERT/DELETE per statement, from its transition table),
-  row-level on SQLite.
+  row goes when an UPDATE makes the payment final: statement-level, one
+  INSERT/DELETE per statement, from its transition table.
 - the (status, updated_at) index is dropped;
 - ``fillfactor`` leaves room on each page for the new row versions, so an
   update can stay on its page (a HOT update needs both).
@@ -22,7 +21,7 @@ from django.db import migrations, models
 
 FINAL = "('settled', 'declined', 'failed')"
 
-PG_INSTALL = f"""
+INSTALL = f"""
 CREATE FUNCTION payment_open_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO payments_openpayment (payment_id, opened_at)
@@ -56,51 +55,13 @@ INSERT INTO payments_openpayment (payment_id, opened_at)
 ALTER TABLE payments_payment SET (fillfactor = 60);
 """
 
-PG_REMOVE = """
+REMOVE = """
 DROP TRIGGER IF EXISTS payment_open_on_insert ON payments_payment;
 DROP TRIGGER IF EXISTS payment_close_on_final ON payments_payment;
 DROP FUNCTION IF EXISTS payment_open_on_insert();
 DROP FUNCTION IF EXISTS payment_close_on_final();
 ALTER TABLE payments_payment RESET (fillfactor);
 """
-
-SQLITE_INSTALL = [
-    f"""CREATE TRIGGER payment_open_on_insert AFTER INSERT ON payments_payment
-    WHEN NEW.status NOT IN {FINAL}
-    BEGIN
-        INSERT INTO payments_openpayment (payment_id, opened_at)
-        VALUES (NEW.id, NEW.created_at);
-    END""",
-    f"""CREATE TRIGGER payment_close_on_final AFTER UPDATE OF status ON payments_payment
-    WHEN NEW.status IN {FINAL}
-    BEGIN
-        DELETE FROM payments_openpayment WHERE payment_id = NEW.id;
-    END""",
-    f"""INSERT INTO payments_openpayment (payment_id, opened_at)
-    SELECT id, created_at FROM payments_payment WHERE status NOT IN {FINAL}""",
-]
-
-SQLITE_REMOVE = [
-    "DROP TRIGGER IF EXISTS payment_open_on_insert",
-    "DROP TRIGGER IF EXISTS payment_close_on_final",
-]
-
-
-def install(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(PG_INSTALL, params=None)
-    else:
-        for statement in SQLITE_INSTALL:
-            schema_editor.execute(statement)
-
-
-def remove(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(PG_REMOVE, params=None)
-    else:
-        for statement in SQLITE_REMOVE:
-            schema_editor.execute(statement)
-
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -129,5 +90,5 @@ class Migration(migrations.Migration):
             model_name="payment",
             name="payment_open_by_age",
         ),
-        migrations.RunPython(install, remove),
+        migrations.RunSQL([INSTALL], [REMOVE]),
     ]

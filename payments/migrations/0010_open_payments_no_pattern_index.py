@@ -10,8 +10,6 @@ from django.db import migrations
 
 
 def drop_pattern_ops_index(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "

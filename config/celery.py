@@ -27,11 +27,9 @@ def _close_unusable_db_connections(**kwargs) -> None:
 def _freeze_what_was_loaded(**kwargs) -> None:
     """Move everything loaded so far (Django, the apps, their modules) out of
     the collector's reach: it lives as long as the process, and a full
-    collection scanned it every time (~100,000 objects: two thirds of the
-    worker's GC time, ~0.35-0.55 CPU s per child in a 100,000-payment burst,
-    measured). ``worker_process_init`` runs
-    in each prefork child, ``worker_ready`` in the main process (the threads
-    and solo pools)."""
+    collection scanned all of it every time, for nothing.
+    ``worker_process_init`` runs in each prefork child, ``worker_ready`` in the
+    main process (the threads and solo pools)."""
     gc.freeze()
 
 

@@ -10,7 +10,6 @@ django.setup(set_prefix=False)
 # The API on a short middleware stack, the admin on the whole one.
 application = SurgeWSGIApplication()
 # What is loaded now lives as long as the process: keep it out of the cyclic
-# collector's full passes, which scanned it every time (~100,000 objects,
-# 45-150 ms with every request thread of the process stopped, measured under
-# the steady benchmark; 10-20 ms once frozen).
+# collector's full passes, which scanned all of it every time with every
+# request thread of the process stopped: a pause in every request in flight.
 gc.freeze()

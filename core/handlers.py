@@ -2,9 +2,8 @@
 
 Sessions, CSRF, authentication and messages serve people in a browser, which
 here means the admin; API clients authenticate with a key on every request
-and DRF exempts its views from CSRF. Run on every API request they cost
-~100-150 us of CPU per request together (measured through the WSGI
-handler), for nothing.
+and DRF exempts its views from CSRF. Run on every API request they would
+cost CPU on the hot path for nothing.
 ``settings.MIDDLEWARE`` stays the whole stack (the admin's system checks read
 it); ``settings.API_MIDDLEWARE`` is the short one, and ``SurgeWSGIApplication``
 sends each request to one or the other by its path.

@@ -13,8 +13,8 @@ class LazyMessageMiddleware(MessageMiddleware):
     """Django's MessageMiddleware, with the message storage made on first use.
 
     The stock one builds it on every request (a cookie signer and two
-    backends): 3% of the web process's CPU on single-payment intake, for
-    messages only the admin ever shows.
+    backends), a cost every API request paid for messages only the admin
+    ever shows.
     """
 
     def process_request(self, request):
@@ -29,10 +29,9 @@ class LazyMessageMiddleware(MessageMiddleware):
 
 # The request series django-prometheus' middleware pair kept that the
 # dashboards read, under the same names and labels. That pair updated twelve
-# series per request (four of them histograms), each through ``labels()``:
-# ~300 us of CPU a request, a fifth of a single-payment intake's, measured
-# through the WSGI handler. These three cost a few microseconds: each label
-# combination's children are looked up once and kept.
+# series per request (four of them histograms), each through ``labels()``,
+# which looks the child series up again, under a lock, on every call. These
+# three look each label combination's children up once and keep them.
 _REQUESTS = Counter(
     "django_http_requests_total_by_view_transport_method",
     "Requests by view, transport and method.",

@@ -2,12 +2,11 @@
 
 Django's psycopg backend binds parameters on the client: every value is
 quoted into the SQL text in Python. For the hot paths' array parameters
-(``unnest`` of a batch, ``= ANY`` of its ids) that quoting is most of the
-statement's CPU: 500 event rows cost ~6.7 ms to send that way and ~0.4 ms as
-binary arrays (``%b``), measured with the bench's own shapes. ``pg_cursor``
-runs statements on the same connection and in the same transaction as the
-ORM, with psycopg's server-side binding, so ``%b`` sends a list as a binary
-array.
+(``unnest`` of a batch, ``= ANY`` of its ids) quoting every element in
+Python costs more CPU than the statement itself; a binary array (``%b``)
+needs no quoting. ``pg_cursor`` runs statements on the same connection and in
+the same transaction as the ORM, with psycopg's server-side binding, so
+``%b`` sends a list as a binary array.
 """
 
 from collections.abc import Iterator

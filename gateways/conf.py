@@ -2,7 +2,7 @@
 
 Each value is read once per process and kept: the charge path asks several
 times per charge, and reading Django's settings and the environment each time
-was 8% of a worker's CPU in a burst. A changed setting (``override_settings``)
+is a cost no charge needs to pay. A changed setting (``override_settings``)
 clears the cache; ``gateways.services.reset()`` clears it and rebuilds
 clients and breakers.
 """

@@ -346,7 +346,7 @@ def charge_many(items: list[ChargeItem]) -> list[ChargeOutcome | Exception]:
             results[i] = _charge_item(items[i])
 
     # No more runners than the bulkheads admit: the rest would only queue on
-    # the semaphore, and every release would wake one (5% of a worker's CPU).
+    # the semaphore, and every release would wake one for nothing.
     routes = len({item.primary for item in items})
     runners = min(
         len(items),

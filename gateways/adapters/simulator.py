@@ -51,11 +51,10 @@ class _Connection:
     """One keep-alive HTTP/1.1 connection speaking the simulator's protocol:
     every answer carries Content-Length (server.py never chunks).
 
-    With http.client a charge cost the worker 400-460 us of CPU here (JSON
-    and objects included), most of it in headers written one call at a time
-    and the answer's parsed by the email package; 210-255 us with this, which
-    writes the request in one ``sendall`` and reads the status line, two
-    headers and the body.
+    http.client writes headers one call at a time and parses the answer's
+    through the email package, general work this fixed protocol does not
+    need; this writes the request in one ``sendall`` and reads the status
+    line, two headers and the body.
     """
 
     def __init__(self, host: str, port: int, connect_timeout: float):
@@ -130,9 +129,9 @@ class _Connection:
 class _Pool:
     """Idle keep-alive connections, most recently used first.
 
-    One connection per in-flight call; httpx's shared pool under 64+ threads
-    cost ~1.6 ms a charge here (lock contention), which capped a worker at
-    ~600 charges/s.
+    One connection per in-flight call: a pool shared under one lock (httpx's)
+    makes 64+ threads contend for it on every charge, and that contention,
+    not the network, capped a worker's charge rate.
     """
 
     def __init__(self, host: str, port: int, connect_timeout: float, size: int):

@@ -4,10 +4,9 @@ PL/pgSQL caches each query's plan for the life of the connection. A backend
 that first ran ``ledger_entry_has_postings`` or ``ledger_entry_balanced`` while
 the postings table was empty and never analyzed planned a sequential scan, and
 kept it: every later entry scanned every posting, O(n) per entry and O(n^2) per
-run (2.5 ms per entry after 60,000 postings, a third of the database's time in
-a 20,000-payment burst). Seeing an equality on an indexed column, the planner
-now always takes the index, whatever the statistics say. The SET applies only
-while the function runs; the checks' own session marker is unaffected.
+run. Seeing an equality on an indexed column, the planner now always takes
+the index, whatever the statistics say. The SET applies only while the
+function runs; the checks' own session marker is unaffected.
 """
 
 from django.db import migrations

@@ -89,8 +89,8 @@ def _plain_str(value: object, max_length: int, *, allow_blank: bool) -> bool:
 
 def _fast_parse(data: object, rules: _FastRules) -> dict | None:
     """``serializer(data=data).validated_data`` for the plain case, without
-    instantiating a serializer (DRF deep-copies its fields per instance, most
-    of a request's cost), or None to let the serializer decide.
+    instantiating a serializer (DRF deep-copies its fields per instance, work
+    the plain case does not need), or None to let the serializer decide.
 
     It accepts a subset of what the serializer accepts and returns the same
     dict for it (tests/payments/test_intake_fast_path.py checks both with

@@ -76,8 +76,8 @@ class StageBacklog:
     broker counts as no backlog (never hold on a guess).
 
     A reading is reused for ``max_age`` seconds: the relay asks on every cycle,
-    up to a hundred times a second under steady load, and three round trips
-    each time cost 13% of a core at 150 payments/s.
+    up to a hundred times a second under steady load, and three broker round
+    trips each time cost CPU for an answer that changes far more slowly.
     """
 
     def __init__(self, queues: Sequence[str] = STAGE_QUEUES, max_age: float = 0.1):
@@ -193,8 +193,8 @@ def _hold_while_busy(
     Light load is never held: a trickle of payments leaves after the linger.
 
     The time to a full batch is estimated from the arrival rate, not counted
-    in the outbox: counting every 50 ms cost PostgreSQL 11% of a core in a
-    10-minute run at 525 payments/s (the partial index's dead entries)."""
+    in the outbox: counting on every cycle walks the partial index's dead
+    entries, a cost that grows the longer the run."""
     if hold_seconds <= 0:
         return
     start = time.monotonic()

@@ -40,7 +40,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"gateway simulator on http://{host}:{port}")
         # uvloop: the simulator stands in for a remote processor but shares
-        # this box's cores with Surge in the bench; on libuv it spends ~10%
-        # less CPU per charge in a burst, ~35% at full speed, than on asyncio's.
+        # this box's cores with Surge in the bench, and libuv's loop spends
+        # less CPU per charge than asyncio's.
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(serve(host, port, simulator))

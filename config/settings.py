@@ -239,8 +239,8 @@ else:
 CELERY_TASK_IGNORE_RESULT = True
 # Celery's Django fixup closes every database connection before and after each
 # task unless this is set: a new PostgreSQL backend per task (fork, auth, cold
-# catalog caches: milliseconds of database CPU per task, which at hundreds of
-# small tasks a second was a third of the database's time). Connections are
+# catalog caches), which at hundreds of small tasks a second costs the database
+# more than the tasks' own queries (docs/performance.md). Connections are
 # kept instead, and closed as Django does between requests: when broken or
 # older than CONN_MAX_AGE (config/celery.py); this count is only a backstop.
 CELERY_DB_REUSE_MAX = 1000

@@ -119,6 +119,22 @@ class TableSpec:
             raise TypeError(f"{what}: no such columns {sorted(unknown)}")
         return ", ".join(names), ", ".join(values)
 
+    def unnest_insert(
+        self, arrays: Sequence[str], constants: Mapping[str, str], *, what: str
+    ) -> str:
+        """INSERT ... SELECT FROM unnest: one binary array parameter per name in
+        ``arrays`` (``%(name)b``), ``constants`` (attname -> SQL) for the
+        whole batch, and the model's defaults for every other column."""
+        given = {name: self.columns[name].cast(f"v.{name}") for name in arrays}
+        cols, vals = self.insert_values({**given, **constants}, what=what)
+        sources = ", ".join(
+            f"%({name})b::{self.columns[name].wire_type}[]" for name in arrays
+        )
+        return (
+            f"INSERT INTO {self.table} ({cols}) SELECT {vals} "  # noqa: S608
+            f"FROM unnest({sources}) AS v({', '.join(arrays)})"
+        )
+
 
 def _literal(value: object) -> str:
     """A model default as an SQL literal (constants from code, never input)."""
@@ -282,24 +298,16 @@ BATCH_GIVEN = (
 )
 
 
-def _batch_sql() -> str:
-    given = {name: PAYMENT.columns[name].cast(f"v.{name}") for name in BATCH_GIVEN} | {
+BATCH_INSERT_SQL = PAYMENT.unnest_insert(
+    BATCH_GIVEN,
+    {
         "merchant_id": "%(merchant_id)s",
         "batch_id": "%(batch_id)s",
         "created_at": "%(now)s",
         "updated_at": "%(now)s",
-    }
-    cols, vals = PAYMENT.insert_values(given, what="batch insert")
-    arrays = ", ".join(
-        f"%({name})b::{PAYMENT.columns[name].wire_type}[]" for name in BATCH_GIVEN
-    )
-    return (
-        f"INSERT INTO {PAYMENT.table} ({cols}) SELECT {vals} "  # noqa: S608
-        f"FROM unnest({arrays}) AS v({', '.join(BATCH_GIVEN)})"
-    )
-
-
-BATCH_INSERT_SQL = _batch_sql()
+    },
+    what="batch insert",
+)
 
 
 def payments_insert(
@@ -376,24 +384,15 @@ def transition_update(
 _EVENTS_GIVEN = ("id", "merchant_id", "payment_id", "data")
 
 
-def _events_sql() -> str:
-    given = {name: EVENT.columns[name].cast(f"v.{name}") for name in _EVENTS_GIVEN}
-    given |= {
+EVENTS_INSERT_SQL = EVENT.unnest_insert(
+    _EVENTS_GIVEN,
+    {
         "type": "%(type)s",
         "created_at": "%(now)s",
         "published_at": "%(published_at)s::timestamptz",
-    }
-    cols, vals = EVENT.insert_values(given, what="events insert")
-    arrays = ", ".join(
-        f"%({name})b::{EVENT.columns[name].wire_type}[]" for name in _EVENTS_GIVEN
-    )
-    return (
-        f"INSERT INTO {EVENT.table} ({cols}) SELECT {vals} "  # noqa: S608
-        f"FROM unnest({arrays}) AS v({', '.join(_EVENTS_GIVEN)})"
-    )
-
-
-EVENTS_INSERT_SQL = _events_sql()
+    },
+    what="events insert",
+)
 
 
 def events_insert(

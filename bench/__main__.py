@@ -33,6 +33,7 @@ from pathlib import Path
 from bench.loadgen import LoadResult, percentile, run_open_loop
 from bench.pgcpu import BackendCPU
 from bench.trace import Tracer
+from core.ratelimit import policy_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -334,6 +335,30 @@ def _django(env: dict) -> None:
     import django
 
     django.setup()
+
+
+def rate_limiter_cpu_us(merchant_id: str, n: int = 2000) -> float | None:
+    """CPU a request spends in the rate limiter (its buckets, the Redis script
+    and the response fields), measured in this process against the stack's
+    Redis: what the throttle adds to every API request. None when off."""
+    # deferred: Django is set up at run time (see setup_merchants).
+    from payments.api.throttling import buckets_for, limiter
+    from payments.models import Merchant
+
+    active = limiter()
+    if active is None:
+        return None
+    merchant = Merchant.objects.get(pk=merchant_id)
+    buckets = buckets_for(merchant, "bench-limiter", 1)
+    try:
+        for _ in range(50):  # warm: the script is loaded, the connection open
+            active.take(buckets)
+        start = time.process_time()
+        for _ in range(n):
+            policy_headers(active.take(buckets))
+        return round((time.process_time() - start) * 1e6 / n, 1)
+    finally:
+        active.reset(buckets)
 
 
 def setup_merchants(n: int) -> list[tuple[str, str, str]]:
@@ -661,6 +686,10 @@ def summary(row: dict, path: Path | None = None) -> str:
              ", ".join(f"{name} {s * 1000 / payments:.3f}"
                        for name, s in cpu.items() if s))
         )  # fmt: skip
+    if row.get("rate_limiter_cpu_us") is not None:
+        lines.append(
+            ("rate limiter", f"{row['rate_limiter_cpu_us']} us of CPU a request")
+        )
     memory = ", ".join(f"{name} {mb}" for name, mb in row["peak_mem_mb"].items())
     lines.append(("peak memory MB", memory or "-"))
     checks = row.get("checks") or {}
@@ -1060,6 +1089,7 @@ def run_scenario(args) -> int:
             return 0
         merchants = setup_merchants(args.merchants)
         extra_rows: dict = {"postgres_settings": postgres_settings()}
+        extra_rows["rate_limiter_cpu_us"] = rate_limiter_cpu_us(merchants[0][0])
         n_base = 0  # bare-INSERT requests beside the scenario
         if args.scenario == "burst-batch":
             cpu_before = stack.cpu_seconds()

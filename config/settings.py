@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "core.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "payments.api.throttling.RateLimitHeadersMiddleware",
 ]
 API_MIDDLEWARE = [
     "core.middleware.RequestMetricsMiddleware",
@@ -90,6 +91,7 @@ API_MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/ (the docs' assets)
     "django.middleware.common.CommonMiddleware",  # Host check, Content-Length
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "payments.api.throttling.RateLimitHeadersMiddleware",  # RateLimit fields
 ]
 BROWSER_PATHS = ["/admin"]
 
@@ -193,7 +195,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_THROTTLE_CLASSES": ["payments.api.throttling.MerchantRateThrottle"],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -274,6 +276,22 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Redis (breaker state, caches) -------------------------------------------
 REDIS_URL = env("REDIS_URL", default=None)
+
+# --- Rate limits (payments/api/throttling.py; token buckets in Redis) ---------
+# Without REDIS_URL (make run's default) there are no rate limits.
+SURGE_RATE_LIMIT_ENABLED = env.bool("SURGE_RATE_LIMIT_ENABLED", default=True)
+# Requests a second per API key, and the burst a full bucket allows.
+SURGE_RATE_LIMIT_PER_SECOND = env.int("SURGE_RATE_LIMIT_PER_SECOND", default=500)
+SURGE_RATE_LIMIT_BURST = env.int("SURGE_RATE_LIMIT_BURST", default=1000)
+# Payments a merchant may create a minute and an hour (a batch counts each).
+SURGE_PAYMENTS_PER_MINUTE = env.int("SURGE_PAYMENTS_PER_MINUTE", default=60_000)
+SURGE_PAYMENTS_PER_HOUR = env.int("SURGE_PAYMENTS_PER_HOUR", default=1_000_000)
+# Redis down: allow (false, the default: availability first) or refuse (503).
+SURGE_RATE_LIMIT_FAIL_CLOSED = env.bool("SURGE_RATE_LIMIT_FAIL_CLOSED", default=False)
+# How long a request waits for Redis's answer before it is decided without it.
+SURGE_RATE_LIMIT_TIMEOUT_SECONDS = env.float(
+    "SURGE_RATE_LIMIT_TIMEOUT_SECONDS", default=0.1
+)
 
 # --- Vault ------------------------------------------------------------------
 # VAULT_KEYS="k2:<base64 32 bytes>,k1:<base64>" - the first seals, all open.

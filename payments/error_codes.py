@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     URL_INVALID = "url_invalid"
     EVENT_TYPE_INVALID = "event_type_invalid"
     TOO_MANY_ENDPOINTS = "too_many_endpoints"
+    QUOTA_EXCEEDED = "quota_exceeded"  # one request holds more than a whole quota
 
 
 class FailureCode(StrEnum):

@@ -51,3 +51,25 @@ WEBHOOK_DELIVERIES = Counter(
 def webhook_deliveries(outcome: str, count: int) -> None:
     if count:
         WEBHOOK_DELIVERIES.labels(outcome).inc(count)
+
+
+RATE_LIMITED = Counter(
+    "surge_rate_limited_total",
+    "Requests refused with 429, by merchant and by the limit that refused them "
+    "(key: the API key's rate; minute, hour: the merchant's payment quotas).",
+    ["merchant", "layer"],
+)
+RATE_LIMITER_UNAVAILABLE = Counter(
+    "surge_rate_limiter_unavailable_total",
+    "Requests decided without the rate limiter (Redis down), by what was done "
+    "(allowed: fail open; refused: fail closed).",
+    ["outcome"],
+)
+
+
+def rate_limited(merchant_id: str, layer: str) -> None:
+    RATE_LIMITED.labels(merchant_id, layer).inc()
+
+
+def rate_limiter_unavailable(outcome: str) -> None:
+    RATE_LIMITER_UNAVAILABLE.labels(outcome).inc()

@@ -56,6 +56,13 @@ class Merchant(models.Model):
     currencies = models.JSONField(default=list, blank=True)
     primary_gateway = models.CharField(max_length=32, default="sandbox")
     secondary_gateway = models.CharField(max_length=32, blank=True, default="")
+    # Rate limits; null means the platform default (settings SURGE_RATE_LIMIT_*,
+    # SURGE_PAYMENTS_PER_*): requests a second per API key and its burst, and
+    # payments a minute and an hour for the merchant.
+    rate_limit_per_second = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_burst = models.PositiveIntegerField(null=True, blank=True)
+    payments_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    payments_per_hour = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -66,6 +73,18 @@ class Merchant(models.Model):
             models.CheckConstraint(
                 condition=Q(max_amount__isnull=True) | Q(max_amount__gt=0),
                 name="merchant_max_amount_gt_0",
+            ),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gt": 0}),
+                    name=f"merchant_{name}_gt_0",
+                )
+                for name in (
+                    "rate_limit_per_second",
+                    "rate_limit_burst",
+                    "payments_per_minute",
+                    "payments_per_hour",
+                )
             ),
         ]
 

@@ -33,7 +33,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         merchant = api_key_authenticate(secret)
         if merchant is None:
             raise exceptions.AuthenticationFailed("Invalid API key provided.")
-        return MerchantUser(merchant), None
+        # ``request.auth`` is the key's public prefix: what its rate limit keys on.
+        return MerchantUser(merchant), secret.split("_", 2)[1]
 
     def authenticate_header(self, request):
         return 'Bearer realm="surge"'

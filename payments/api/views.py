@@ -59,6 +59,10 @@ def idempotent_response(request, work) -> Response:
 
 
 class PaymentListCreateView(APIView):
+    def payments_requested(self, request) -> int:
+        """What this request counts against the merchant's payment quotas."""
+        return 1 if request.method == "POST" else 0
+
     @extend_schema(
         operation_id="payments_create",
         request=PaymentCreateSerializer,
@@ -126,6 +130,12 @@ class PaymentDetailView(APIView):
 
 
 class PaymentBatchCreateView(APIView):
+    def payments_requested(self, request) -> int:
+        """A batch counts its payments (a malformed one counts as one request:
+        its 400 comes after)."""
+        items = request.data.get("payments") if isinstance(request.data, dict) else None
+        return len(items) if isinstance(items, list) and items else 1
+
     @extend_schema(
         operation_id="payment_batches_create",
         request=PaymentBatchCreateSerializer,

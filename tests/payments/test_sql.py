@@ -12,7 +12,6 @@ from django.db.migrations.executor import MigrationExecutor
 from payments import sql
 from payments.models import IdempotencyKey, Payment
 from payments.services.idempotency import key_digest
-from tests.factories import MerchantFactory
 
 # Differ between two payments by design.
 PER_PAYMENT = {"id", "created_at", "updated_at"}
@@ -94,21 +93,28 @@ def test_a_new_column_without_a_default_fails_at_build_naming_it():
 def test_the_upgrade_turns_stored_keys_into_their_digests():
     """A retry that arrives after the upgrade still finds its key."""
     executor = MigrationExecutor(connection)
-    before = [("payments", "0010_open_payments_no_pattern_index")]
-    after = [("payments", "0011_idempotency_key_digests")]
-    executor.migrate(before)
-    merchant = MerchantFactory()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO payments_idempotencykey (merchant_id, key, method, path, "
-            "request_hash, response_status, response_body, created_at, expires_at) "
-            "VALUES (%s, %s, 'POST', '/v1/payments', 'h', 202, '{}', now(), "
-            "now() + interval '1 day')",
-            [merchant.pk, "order-77"],
-        )
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(after)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate([("payments", "0010_open_payments_no_pattern_index")])
+    try:
+        with connection.cursor() as cursor:
+            # The schema as it was then: no ORM model (it has today's columns).
+            cursor.execute(
+                "INSERT INTO payments_merchant (id, name, status, fee_bps, "
+                "fee_fixed, currencies, primary_gateway, secondary_gateway, "
+                "created_at) VALUES ('mer_old', 'Old', 'active', 290, 30, '[]', "
+                "'sandbox', '', now())"
+            )
+            cursor.execute(
+                "INSERT INTO payments_idempotencykey (merchant_id, key, method, "
+                "path, request_hash, response_status, response_body, created_at, "
+                "expires_at) VALUES ('mer_old', 'order-77', 'POST', '/v1/payments', "
+                "'h', 202, '{}', now(), now() + interval '1 day')"
+            )
+        executor = MigrationExecutor(connection)
+        executor.migrate([("payments", "0011_idempotency_key_digests")])
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
     (stored,) = IdempotencyKey.objects.values_list("key", flat=True)
     expected = hmac.new(
         settings.IDEMPOTENCY_KEY_SECRET.encode(), b"order-77", hashlib.sha256

@@ -2,6 +2,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from payments.services.keys import merchant_create
 
+# Per-merchant overrides of the platform's rate limits (settings SURGE_RATE_*).
+RATE_LIMITS = {
+    "--rate-limit-per-second": "requests a second per API key",
+    "--rate-limit-burst": "requests an API key may burst to",
+    "--payments-per-minute": "payments the merchant may create a minute",
+    "--payments-per-hour": "payments the merchant may create an hour",
+}
+
 
 class Command(BaseCommand):
     help = "Create a merchant and print its id and secret API key (shown once)."
@@ -12,11 +20,20 @@ class Command(BaseCommand):
         parser.add_argument("--fee-fixed", type=int, default=None)
         parser.add_argument("--gateway", default=None, help="primary gateway name")
         parser.add_argument("--secondary-gateway", default=None)
+        for flag, what in RATE_LIMITS.items():
+            parser.add_argument(flag, type=int, default=None, help=what)
 
     def handle(
         self, *args, name, fee_bps, fee_fixed, gateway, secondary_gateway, **opts
     ):
         fields = {}
+        for flag in RATE_LIMITS:
+            field = flag[2:].replace("-", "_")
+            value = opts.get(field)
+            if value is not None:
+                if value <= 0:
+                    raise CommandError(f"{flag} must be a positive integer.")
+                fields[field] = value
         if fee_bps is not None:
             if fee_bps < 0 or fee_bps > 10_000:
                 raise CommandError("--fee-bps must be between 0 and 10000.")

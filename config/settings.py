@@ -17,6 +17,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded_db
+from core import logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
 # which an API key on every request makes moot (core/handlers.py).
 MIDDLEWARE = [
     "core.middleware.RequestMetricsMiddleware",
+    "core.logs.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,6 +89,7 @@ MIDDLEWARE = [
 ]
 API_MIDDLEWARE = [
     "core.middleware.RequestMetricsMiddleware",
+    "core.logs.RequestContextMiddleware",  # request_id on every log line
     "django.middleware.security.SecurityMiddleware",  # nosniff, HSTS, SSL redirect
     "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/ (the docs' assets)
     "django.middleware.common.CommonMiddleware",  # Host check, Content-Length
@@ -348,17 +351,17 @@ WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=16)  # per merc
 # Endpoint URLs must be https unless DEBUG or this is set (tests, local dev).
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
 
+# JSON a line (core/logs.py); LOG_FORMAT=console for a person at a terminal.
+logs.configure()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact_pan": {"()": "core.pan.RedactPANFilter"}},
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
-    },
+    "formatters": {"structured": logs.formatter(env("LOG_FORMAT", default="json"))},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": "structured",
             "filters": ["redact_pan"],
         }
     },

@@ -93,6 +93,17 @@ def contains_pan(text: str) -> bool:
 _formatter = logging.Formatter()
 
 
+def redact_values(value):
+    """``value`` with every string in it redacted (dicts and lists walked)."""
+    if isinstance(value, str):
+        return redact_pans(value)
+    if isinstance(value, dict):
+        return {k: redact_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_values(v) for v in value]
+    return value
+
+
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     """Render the message once, redact it, and freeze it into ``msg``.
 
@@ -101,12 +112,17 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     number. String ``extra=`` values are redacted too (by the handler filter:
     they are attached after the record factory runs). Idempotent.
     """
-    try:
-        message = record.getMessage()
-    except Exception:  # a broken format string must not drop the record
-        message = f"{record.msg} {record.args!r}"
-    record.msg = redact_pans(message)
-    record.args = None
+    if isinstance(record.msg, dict) and not record.args:
+        # A structlog event on its way to its formatter (core.logs): redact
+        # its values and keep it an event.
+        record.msg = redact_values(record.msg)
+    else:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not drop the record
+            message = f"{record.msg} {record.args!r}"
+        record.msg = redact_pans(message)
+        record.args = None
     if record.exc_info:
         if record.exc_info[1] is not None and not record.exc_text:
             record.exc_text = _formatter.formatException(record.exc_info)

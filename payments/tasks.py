@@ -6,9 +6,10 @@ The stage tasks take their names and queues from the workflow table
 stages' hand-offs send by.
 """
 
-from celery import shared_task
+from celery import shared_task, signals
 from django.db import InterfaceError, OperationalError
 
+from core import logs
 from payments.services import idempotency, pipeline, refunds, sweeper, webhooks
 from payments.workflow import STEPS
 
@@ -24,6 +25,24 @@ _RETRY = {
 }
 
 
+logger = logs.get_logger(__name__)
+
+
+@signals.task_prerun.connect
+def _log_context(task_id=None, task=None, **kwargs) -> None:
+    """Every log line of a task names it (a task's context never leaks into
+    the next one run by the same process or thread)."""
+    logs.clear()
+    logs.bind(task=task.name if task else None, task_id=task_id)
+
+
+def _done(stage: str, ids: list[str], counts, *, kind: str = "payment_ids"):
+    """One line a batch: a grep for a payment id finds every stage it went
+    through."""
+    logger.info("stage.done", stage=stage, result=counts, **{kind: ids})
+    return counts
+
+
 def _stage(name: str) -> dict:
     step = STEPS[name]
     return {"name": step.task, "queue": step.queue, **_RETRY}
@@ -31,27 +50,28 @@ def _stage(name: str) -> dict:
 
 @shared_task(**_stage("validate"))
 def validate(payment_ids: list[str]) -> dict:
-    return pipeline.validate_batch(payment_ids)
+    return _done("validate", payment_ids, pipeline.validate_batch(payment_ids))
 
 
 @shared_task(**_stage("execute"))
 def execute(payment_ids: list[str]) -> dict:
-    return pipeline.execute_batch(payment_ids)
+    return _done("execute", payment_ids, pipeline.execute_batch(payment_ids))
 
 
 @shared_task(**_stage("resolve"))
 def resolve(payment_ids: list[str]) -> dict:
-    return pipeline.resolve_processing(payment_ids)
+    return _done("resolve", payment_ids, pipeline.resolve_processing(payment_ids))
 
 
 @shared_task(**_stage("settle"))
 def settle(payment_ids: list[str]) -> int:
-    return pipeline.settle_batch(payment_ids)
+    return _done("settle", payment_ids, pipeline.settle_batch(payment_ids))
 
 
 @shared_task(**_stage("refund"))
 def refund(refund_ids: list[str]) -> dict:
-    return refunds.refund_execute_batch(refund_ids)
+    result = refunds.refund_execute_batch(refund_ids)
+    return _done("refund", refund_ids, result, kind="refund_ids")
 
 
 @shared_task(name="payments.sweep", queue="default", acks_late=True)

@@ -1,6 +1,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from core import logs
 from payments.services.keys import api_key_authenticate
 
 
@@ -33,6 +34,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         merchant = api_key_authenticate(secret)
         if merchant is None:
             raise exceptions.AuthenticationFailed("Invalid API key provided.")
+        logs.bind(merchant_id=merchant.id)
         # ``request.auth`` is the key's public prefix: what its rate limit keys on.
         return MerchantUser(merchant), secret.split("_", 2)[1]
 

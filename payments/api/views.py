@@ -2,6 +2,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import logs
 from core.error_codes import ErrorCode as CoreCode
 from core.errors import InvalidRequest
 from payments import metrics
@@ -26,6 +27,8 @@ from payments.services.batches import payment_batch_submit, payment_batch_summar
 from payments.services.idempotency import check_key, idempotent_call, request_hash
 from payments.services.intake import payment_accept
 from payments.services.refunds import refund_create
+
+logger = logs.get_logger(__name__)
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -87,6 +90,7 @@ class PaymentListCreateView(APIView):
                 headers={"Idempotent-Replayed": "true"},
             )
         metrics.payments_initiated(1)
+        logger.info("payment.accepted", payment_id=result.body["id"])
         return Response(result.body, status=result.status)
 
     @extend_schema(
@@ -159,6 +163,11 @@ class PaymentBatchCreateView(APIView):
         def work():
             batch, payments = payment_batch_submit(
                 merchant=merchant, items=items, errors=errors
+            )
+            logger.info(
+                "payment_batch.accepted",
+                batch_id=batch.pk,
+                payment_ids=[p.pk for p in payments],
             )
             return 202, {
                 "id": batch.pk,

@@ -19,12 +19,20 @@ from django.conf import settings
 from django.db import connection, transaction
 from kombu.exceptions import ChannelError
 
+from core import logs
 from payments import sql
 from payments.services.handoff import send
 from payments.sql import NOTIFY_CHANNEL
-from payments.workflow import REFUND_CREATED, STAGE_QUEUES, STEP_FOR_EVENT, Step
+from payments.workflow import (
+    REFUND_CREATED,
+    REFUND_STEPS,
+    STAGE_QUEUES,
+    STEP_FOR_EVENT,
+    Step,
+)
 
 logger = logging.getLogger(__name__)
+events_log = logs.get_logger(__name__)
 
 
 def relay_once(*, batch_size: int = 2000) -> int:
@@ -52,6 +60,8 @@ def relay_once(*, batch_size: int = 2000) -> int:
                 by_step[step].append(payment_id)
         for step, ids in by_step.items():
             send(step, ids)  # before commit: a crash re-publishes
+            kind = "refund_ids" if step in REFUND_STEPS.values() else "payment_ids"
+            events_log.info("relay.published", stage=step.stage, **{kind: ids})
     return len(rows)
 
 

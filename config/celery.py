@@ -3,6 +3,7 @@ import os
 
 from celery import Celery, signals
 
+from core import tracing
 from core.memory import HeapTrimmer
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -20,6 +21,13 @@ def _close_unusable_db_connections(**kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@signals.worker_init.connect  # before the pool forks: children inherit it
+@signals.beat_init.connect
+def _trace_if_asked(**kwargs) -> None:
+    """OpenTelemetry when the OTEL_* variables ask for it (core/tracing.py)."""
+    tracing.configure()
 
 
 @signals.worker_process_init.connect

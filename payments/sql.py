@@ -256,6 +256,7 @@ def accept(
     expires_at: datetime,
     event_id: str,
     notify: bool,
+    traceparent: str | None = None,
 ) -> bool:
     """Run the accept statement for ``payment`` (a ``PaymentRow``); True if the
     payment was inserted, False if the key was already live. Prepared once per
@@ -274,13 +275,21 @@ def accept(
         expires_at=expires_at,
         event_id=event_id,
         event_data=jsoncodec.compact(
-            {"amount": payment.amount, "currency": payment.currency}
+            created_event_data(payment.amount, payment.currency, traceparent)
         ),
         notify=notify,
     )
     with pg_cursor() as cursor:
         cursor.execute(ACCEPT_SQL, params, prepare=True)
         return cursor.fetchone()[0] == 1
+
+
+def created_event_data(amount: int, currency: str, traceparent: str | None) -> dict:
+    """A ``payment.created`` event's data; the request's trace when tracing."""
+    data = {"amount": amount, "currency": currency}
+    if traceparent:
+        data["traceparent"] = traceparent
+    return data
 
 
 # --- Batch insert ----------------------------------------------------------------

@@ -14,6 +14,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from core.errors import Conflict, InvalidRequest
+from core.tracing import current_traceparent
 from payments import metrics, sql
 from payments.error_codes import ErrorCode
 from payments.models import Merchant, Payment, PaymentBatch
@@ -125,10 +126,15 @@ def payment_batch_create(
                 payment.created_at = payment.updated_at = now
                 payment._state.adding = False
                 payment._state.db = connection.alias
+            traceparent = current_traceparent()
             events_insert(
                 created_type,
                 [
-                    (merchant.id, p.pk, {"amount": p.amount, "currency": p.currency})
+                    (
+                        merchant.id,
+                        p.pk,
+                        sql.created_event_data(p.amount, p.currency, traceparent),
+                    )
                     for p in payments
                 ],
             )

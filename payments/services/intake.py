@@ -12,6 +12,7 @@ from core.error_codes import ErrorCode as CoreCode
 from core.errors import InvalidRequest
 from core.ids import new_id
 from core.money import is_currency
+from core.tracing import current_traceparent
 from payments import sql
 from payments.error_codes import ErrorCode
 from payments.models import Merchant
@@ -95,7 +96,7 @@ def payment_accept(
         if _execute_accept(
             payment=payment, key=key_digest, path=path, request_hash=req_hash,
             response_body=body, expires_at=expires_at, event_id=new_id("evt"),
-            notify=notify,
+            notify=notify, traceparent=current_traceparent(),
         ):  # fmt: skip
             return idempotency.StoredResponse(202, body, False)
         if notify:

@@ -20,6 +20,8 @@ from django.db import connection, transaction
 from kombu.exceptions import ChannelError
 
 from core import logs
+from core.tracing import is_on as tracing_is_on
+from core.tracing import span_linked_to
 from payments import sql
 from payments.services.handoff import send
 from payments.sql import NOTIFY_CHANNEL
@@ -48,18 +50,25 @@ def relay_once(*, batch_size: int = 2000) -> int:
         if not rows:
             return 0
         by_step: dict[Step, list[str]] = defaultdict(list)
+        traces: dict[Step, list[str | None]] = defaultdict(list)
+        tracing = tracing_is_on()  # else no event's data need be read
         for _, event_type, payment_id, data in rows:
             step = STEP_FOR_EVENT.get(event_type)
             if step is None:
                 continue
+            if isinstance(data, str) and (tracing or event_type == REFUND_CREATED):
+                data = json.loads(data)
             if event_type == REFUND_CREATED:
-                if isinstance(data, str):
-                    data = json.loads(data)
                 by_step[step].append(data["refund"])
             elif payment_id:
                 by_step[step].append(payment_id)
+            if tracing:
+                traces[step].append((data or {}).get("traceparent"))
         for step, ids in by_step.items():
-            send(step, ids)  # before commit: a crash re-publishes
+            # The stages' spans are this span's children; it links to the
+            # requests that accepted the work (none when not tracing).
+            with span_linked_to(f"relay.publish {step.stage}", traces[step]):
+                send(step, ids)  # before commit: a crash re-publishes
             kind = "refund_ids" if step in REFUND_STEPS.values() else "payment_ids"
             events_log.info("relay.published", stage=step.stage, **{kind: ids})
     return len(rows)

@@ -3,6 +3,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
+from core import tracing
 from payments.services.relay import StageBacklog, run_relay
 
 
@@ -30,6 +31,7 @@ class Command(BaseCommand):
                 "--linger-ms and --hold-ms >= 0."
             )
             raise SystemExit(2)
+        tracing.configure()  # only if the OTEL_* variables ask for it
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())

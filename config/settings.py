@@ -318,6 +318,13 @@ WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=300)
 WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=16)  # per merchant
 # Endpoint URLs must be https unless DEBUG or this is set (tests, local dev).
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+# The SSRF guard refuses loopback, private, link-local, multicast, reserved and
+# metadata addresses; CIDRs listed here are allowed anyway (e.g. 127.0.0.0/8
+# for tests and local development). Metadata addresses stay refused.
+WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+# An endpoint whose attempts have all failed for this many seconds is disabled
+# and its pending deliveries paused (0: never).
+WEBHOOK_DISABLE_AFTER = env.int("WEBHOOK_DISABLE_AFTER", default=3 * 86400)
 
 LOGGING = {
     "version": 1,

@@ -24,6 +24,9 @@ class ErrorCode(StrEnum):
     URL_INVALID = "url_invalid"
     EVENT_TYPE_INVALID = "event_type_invalid"
     TOO_MANY_ENDPOINTS = "too_many_endpoints"
+    URL_ADDRESS_REFUSED = "url_address_refused"
+    ENDPOINT_DISABLED = "endpoint_disabled"
+    TOO_MANY_EVENTS = "too_many_events"
 
 
 class FailureCode(StrEnum):

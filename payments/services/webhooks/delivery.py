@@ -8,6 +8,7 @@ disabled and its pending deliveries paused."""
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections import Counter, defaultdict
@@ -157,6 +158,10 @@ class _Clients:
     connection goes to an address whose certificate was checked for one name;
     it must not carry another name's request (two hosts on one address)."""
 
+    # Certificates are checked against the system's CAs (tests trust their
+    # own CA here).
+    verify: ssl.SSLContext | bool = True
+
     def __init__(self, workers: int):
         self._workers = workers
         self._clients: dict[str, httpx.Client] = {}
@@ -172,6 +177,7 @@ class _Clients:
                         connect=settings.WEBHOOK_CONNECT_TIMEOUT,
                     ),
                     follow_redirects=False,
+                    verify=self.verify,
                     # The SSRF guard connects to the address it checked; a
                     # proxy from the environment would connect elsewhere.
                     trust_env=False,

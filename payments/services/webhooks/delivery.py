@@ -24,6 +24,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from core import jsoncodec
+from core.pan import redact_pans
 from payments import metrics
 from payments.models import WebhookDelivery, WebhookEndpoint
 from payments.services.deadletters import dead_letter_record
@@ -280,8 +281,9 @@ def _read_answer(response: httpx.Response) -> str:
     except httpx.HTTPError:
         pass
     raw = b"".join(chunks)[:RESPONSE_BODY_LIMIT]
-    # PostgreSQL text holds no NUL.
-    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    # PostgreSQL text holds no NUL; the admin and the API show this text, and
+    # no card number may appear there, whatever a receiver answers.
+    return redact_pans(raw.decode("utf-8", "replace").replace("\x00", "\ufffd"))
 
 
 def backoff(attempts: int) -> timedelta:

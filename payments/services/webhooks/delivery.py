@@ -159,11 +159,14 @@ class _Clients:
     connection goes to an address whose certificate was checked for one name;
     it must not carry another name's request (two hosts on one address)."""
 
-    # Certificates are checked against the system's CAs (tests trust their
-    # own CA here).
-    verify: ssl.SSLContext | bool = True
+    # Certificates are checked against certifi's CAs; one context, built once
+    # and shared (loading the CAs costs tens of milliseconds). Tests trust
+    # their own CA here.
+    verify: ssl.SSLContext | None = None
 
     def __init__(self, workers: int):
+        if _Clients.verify is None:
+            _Clients.verify = httpx.create_ssl_context(trust_env=False)
         self._workers = workers
         self._clients: dict[str, httpx.Client] = {}
         self._lock = threading.Lock()

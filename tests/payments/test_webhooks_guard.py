@@ -102,6 +102,12 @@ def test_allowed_networks_let_loopback_through_but_never_metadata(settings):
     assert "private" in egress.refusal(ipaddress.ip_address("10.0.0.1"))
 
 
+def test_a_literal_address_is_named_as_such(guard_on):
+    with pytest.raises(egress.EgressRefused) as refused:
+        egress.check("https://[::ffff:10.0.0.1]/hooks")
+    assert refused.value.reason == "is a private address"
+
+
 def test_a_name_is_refused_if_any_of_its_addresses_is(guard_on, dns):
     dns.names["mixed.test"] = ["93.184.215.14", "10.0.0.7"]
     with pytest.raises(
@@ -152,7 +158,7 @@ def test_localhost_is_refused_when_the_allowlist_is_off(api, guard_on):
     resp = _create(api, "http://localhost:9/hooks")
     assert resp.status_code == 400
     assert resp.json()["error"]["message"].startswith(
-        "url is refused: localhost resolves to 127.0.0.1, a loopback address"
+        "url is refused: its host resolves to 127.0.0.1, a loopback address"
     )
     assert not WebhookEndpoint.objects.exists()
 

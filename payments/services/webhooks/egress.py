@@ -45,7 +45,13 @@ _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
 
 
 class EgressRefused(Exception):
-    """The URL's host may not be sent to; ``str()`` says why, for the merchant."""
+    """The URL's host may not be sent to. ``reason`` says why without the
+    host ("resolves to 10.0.0.5, a private address"); ``str()`` names it."""
+
+    def __init__(self, host: str, reason: str):
+        super().__init__(f"{host} {reason}")
+        self.host = host
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +118,22 @@ def _parse_networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c)
 
 
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 def resolve(host: str, port: int) -> list[IPAddress]:
     """Every address ``host`` resolves to (an IP literal is itself)."""
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise EgressRefused(f"{host} does not resolve") from exc
+        raise EgressRefused(host, "does not resolve") from exc
     # An IPv6 answer may carry a zone ("fe80::1%eth0"); the zone does not
     # change which class the address is in.
     return list(
@@ -139,21 +151,23 @@ def check(url: str) -> Target:
     parts = urlsplit(url)
     host = parts.hostname
     if not host:
-        raise EgressRefused("the URL has no host")
+        raise EgressRefused("the URL", "has no host")
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError as exc:
-        raise EgressRefused(f"{host} is not a valid host name") from exc
+        raise EgressRefused(host, "is not a valid host name") from exc
     https = parts.scheme.lower() == "https"
     port = parts.port or (443 if https else 80)
     addresses = resolve(ascii_host, port)
     if not addresses:
-        raise EgressRefused(f"{host} does not resolve")
+        raise EgressRefused(host, "does not resolve")
+    literal = len(addresses) == 1 and addresses[0] == _literal(ascii_host)
     for address in addresses:
         why = refusal(address)
         if why is not None:
-            named = "" if str(address) == host.strip("[]") else f"{host} resolves to "
-            raise EgressRefused(f"{named}{address}, {why}")
+            raise EgressRefused(
+                host, f"is {why}" if literal else f"resolves to {address}, {why}"
+            )
     address = addresses[0]
     literal = f"[{address}]" if address.version == 6 else str(address)
     netloc = f"{literal}:{parts.port}" if parts.port else literal

@@ -83,7 +83,8 @@ def clean_url(url: str) -> str:
         egress.check(url)
     except egress.EgressRefused as exc:
         raise refuse(
-            f"url is refused: {exc}. Webhooks go only to public addresses.",
+            f"url is refused: its host {exc.reason}. Webhooks go only to public "
+            "addresses.",
             code=ErrorCode.URL_ADDRESS_REFUSED,
         ) from None
     return url

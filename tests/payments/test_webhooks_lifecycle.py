@@ -445,6 +445,31 @@ def test_an_endpoint_failing_for_the_window_is_disabled_and_resumes_when_enabled
     assert endpoint.failing_since is None and endpoint.disabled_reason == ""
 
 
+def test_a_delivery_retried_while_disabled_for_failing_waits_with_the_others(
+    merchant, receiver
+):
+    endpoint, _ = endpoint_for(merchant, receiver)
+    receiver.codes = [500, 500, 500]
+    emit(make_payment(merchant), "payment.created")
+    run()
+    webhooks.deliver_due()
+    assert webhooks.deliver_due() == {"failed": 1}  # three attempts
+    move_failing_start(endpoint.pk, ago=timedelta(days=4))
+    assert webhooks.webhook_endpoints_disable_failing(endpoint_ids=[endpoint.pk]) == [
+        endpoint.pk
+    ]
+    delivery = WebhookDelivery.objects.get()
+    assert webhooks.webhook_delivery_retry(delivery_ids=[delivery.pk]) == 1
+    assert webhooks.deliver_due() == {"paused": 1}  # not attempted
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("paused", 3)
+    assert len(receiver.requests) == 3
+    webhooks.webhook_endpoint_enable(endpoint=endpoint)
+    assert webhooks.deliver_due() == {"succeeded": 1}
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("succeeded", 4)
+
+
 def test_a_success_ends_the_run_of_failures(merchant, receiver):
     endpoint, _ = endpoint_for(merchant, receiver)
     receiver.codes = [500]

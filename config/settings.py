@@ -8,6 +8,7 @@ always use.
 """
 
 import hashlib
+import ipaddress
 import os
 import secrets
 import sys
@@ -350,6 +351,18 @@ WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=300)
 WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=16)  # per merchant
 # Endpoint URLs must be https unless DEBUG or this is set (tests, local dev).
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+# The SSRF guard refuses loopback, private, link-local, multicast, reserved and
+# metadata addresses; CIDRs listed here are allowed anyway (e.g. 127.0.0.0/8
+# for tests and local development). Metadata addresses stay refused.
+# A malformed CIDR stops the start here rather than at the first delivery.
+WEBHOOK_ALLOWED_NETWORKS = [
+    str(ipaddress.ip_network(cidr.strip(), strict=False))
+    for cidr in env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+    if cidr.strip()
+]
+# An endpoint whose attempts have all failed for this many seconds is disabled
+# and its pending deliveries paused (0: never).
+WEBHOOK_DISABLE_AFTER = env.int("WEBHOOK_DISABLE_AFTER", default=3 * 86400)
 
 # JSON a line (core/logs.py); LOG_FORMAT=console for a person at a terminal.
 logs.configure()

@@ -73,6 +73,12 @@ def _encode(value: int) -> str:
     return "".join([_PAIRS[(value >> s) & 1023] for s in range(120, -1, -10)])
 
 
+def id_at(prefix: str, ms: int, *, last: bool = False) -> str:
+    """The smallest (``last``: largest) id ``new_id(prefix)`` can make in
+    millisecond ``ms``: a position in the id order, i.e. in time."""
+    return f"{prefix}_{_encode((ms << 80) | (((1 << 80) - 1) if last else 0))}"
+
+
 def id_timestamp_ms(value: str) -> int | None:
     """Milliseconds since the epoch encoded in an id made by ``new_id``, or None."""
     _, _, body = value.partition("_")

@@ -140,7 +140,7 @@ class WebhookEndpointAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Read-only: endpoints are created through the API (the secret is shown
     once, there); the secret column is never rendered here."""
 
-    list_display = ("id", "merchant", "url", "status", "created_at")
+    list_display = ("id", "merchant", "url", "status", "disabled_reason", "created_at")
     list_filter = ("status",)
     search_fields = ("id", "merchant__id", "url")
     list_select_related = ("merchant",)
@@ -153,6 +153,7 @@ class WebhookEndpointAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "cursor",
         "created_at",
         "disabled_at",
+        "disabled_reason",
     )
     actions = ["disable"]
 

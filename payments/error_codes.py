@@ -25,6 +25,9 @@ class ErrorCode(StrEnum):
     EVENT_TYPE_INVALID = "event_type_invalid"
     TOO_MANY_ENDPOINTS = "too_many_endpoints"
     QUOTA_EXCEEDED = "quota_exceeded"  # one request holds more than a whole quota
+    URL_ADDRESS_REFUSED = "url_address_refused"
+    ENDPOINT_DISABLED = "endpoint_disabled"
+    TOO_MANY_EVENTS = "too_many_events"
 
 
 class FailureCode(StrEnum):

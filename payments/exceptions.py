@@ -38,3 +38,7 @@ class MerchantInactive(PaymentError):
 
 class WebhookEndpointNotFound(PaymentError, NotFound):
     pass
+
+
+class EventNotFound(PaymentError, NotFound):
+    pass

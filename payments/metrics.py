@@ -43,7 +43,7 @@ def payments_settled(latencies: Iterable[timedelta]) -> None:
 
 WEBHOOK_DELIVERIES = Counter(
     "surge_webhook_deliveries_total",
-    "Webhook delivery attempts by outcome (succeeded, retrying, failed).",
+    "Webhook delivery attempts by outcome (succeeded, retrying, failed, paused).",
     ["outcome"],
 )
 

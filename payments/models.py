@@ -412,6 +412,13 @@ class WebhookEndpoint(models.Model):
         ACTIVE = "active"
         DISABLED = "disabled"
 
+    class DisabledCause(models.TextChoices):
+        """Why a disabled endpoint is disabled; decides what re-enabling does."""
+
+        NONE = "", "-"
+        REQUESTED = "requested"  # by the merchant or an operator: starts afresh
+        FAILING = "failing"  # by Surge after failing: resumes where it stopped
+
     id = models.CharField(
         primary_key=True, max_length=40, default=we_id, editable=False
     )
@@ -419,9 +426,13 @@ class WebhookEndpoint(models.Model):
         Merchant, on_delete=models.CASCADE, related_name="webhook_endpoints"
     )
     url = models.CharField(max_length=2048)
+    description = models.CharField(max_length=500, blank=True, default="")
     # Standard Webhooks secret ("whsec_" + base64 of 24 random bytes), sealed
-    # with the vault keyring; shown once, at creation.
+    # with the vault keyring; shown once, at creation or rotation.
     secret = EncryptedTextField()
+    # After a rotation the replaced secret signs too, until it expires.
+    previous_secret = EncryptedTextField(null=True, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     # Event types to send; empty means every type.
     enabled_events = models.JSONField(default=list, blank=True)
     status = models.CharField(
@@ -430,12 +441,23 @@ class WebhookEndpoint(models.Model):
     cursor = models.CharField(max_length=40, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_cause = models.CharField(
+        max_length=16, choices=DisabledCause.choices, blank=True, default=""
+    )
+    # Shown to the merchant and in the admin while disabled.
+    disabled_reason = models.CharField(max_length=300, blank=True, default="")
+    # Start of the current run of failed attempts (None: the last one succeeded).
+    failing_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["active", "disabled"]),
                 name="webhook_endpoint_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(disabled_cause__in=["", "requested", "failing"]),
+                name="webhook_endpoint_disabled_cause_valid",
             ),
         ]
 
@@ -445,10 +467,12 @@ class WebhookEndpoint(models.Model):
 
 class WebhookDelivery(models.Model):
     """One event for one endpoint. Unique per (endpoint, event): dispatching the
-    same event twice never delivers it twice."""
+    same event twice never delivers it twice. ``paused``: its endpoint was
+    disabled for failing; re-enabling it makes the delivery pending again."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        PAUSED = "paused"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
@@ -472,8 +496,10 @@ class WebhookDelivery(models.Model):
     # When a pending delivery is next due; while claimed, the end of the lease.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    # A short classification ("HTTP 500", "ReadTimeout"); never a response body.
+    # A short classification ("HTTP 500", "ReadTimeout", a refused address).
     last_error = models.CharField(max_length=200, blank=True, default="")
+    # The first 4 KiB of the receiver's last answer, for support; never logged.
+    last_response_body = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
@@ -494,7 +520,7 @@ class WebhookDelivery(models.Model):
                 fields=["endpoint", "event_id"], name="webhook_delivery_once"
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "succeeded", "failed"]),
+                condition=Q(status__in=["pending", "paused", "succeeded", "failed"]),
                 name="webhook_delivery_status_valid",
             ),
             models.CheckConstraint(

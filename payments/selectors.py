@@ -1,4 +1,15 @@
-from payments.models import Merchant, Payment, WebhookDelivery, WebhookEndpoint
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from core.ids import id_at
+from payments.models import (
+    Event,
+    Merchant,
+    Payment,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 def payment_get(*, merchant: Merchant, payment_id: str) -> Payment | None:
@@ -59,6 +70,50 @@ def webhook_delivery_list(
 ) -> tuple[list[WebhookDelivery], bool]:
     """Newest first, cursor by id like the payments list."""
     qs = WebhookDelivery.objects.filter(endpoint=endpoint).defer("payload")
+    if starting_after:
+        qs = qs.filter(pk__lt=starting_after)
+    rows = list(qs.order_by("-pk")[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+# Event ids are made (by time) just before their row's ``created_at`` is set;
+# id bounds let the primary key narrow a time-range scan (with a wide margin),
+# ``created_at`` decides.
+_ID_MARGIN_MS = 10 * 60 * 1000
+
+
+def events_created_between(
+    events: QuerySet[Event], *, gte: datetime | None, lt: datetime | None
+) -> QuerySet[Event]:
+    """``events`` created in [gte, lt)."""
+    if gte is not None:
+        low = id_at("evt", int(gte.timestamp() * 1000) - _ID_MARGIN_MS)
+        events = events.filter(created_at__gte=gte, id__gte=low)
+    if lt is not None:
+        high = id_at("evt", int(lt.timestamp() * 1000) + _ID_MARGIN_MS)
+        events = events.filter(created_at__lt=lt, id__lt=high)
+    return events
+
+
+def event_get(*, merchant: Merchant, event_id: str) -> Event | None:
+    return Event.objects.filter(pk=event_id, merchant_id=merchant.pk).first()
+
+
+def event_list(
+    *,
+    merchant: Merchant,
+    limit: int,
+    starting_after: str | None = None,
+    type: str | None = None,
+    created_gte: datetime | None = None,
+    created_lt: datetime | None = None,
+) -> tuple[list[Event], bool]:
+    """Newest first, cursor by id like the payments list."""
+    qs = events_created_between(
+        Event.objects.filter(merchant_id=merchant.pk), gte=created_gte, lt=created_lt
+    )
+    if type:
+        qs = qs.filter(type=type)
     if starting_after:
         qs = qs.filter(pk__lt=starting_after)
     rows = list(qs.order_by("-pk")[: limit + 1])

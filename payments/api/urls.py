@@ -19,4 +19,14 @@ urlpatterns = [
         "webhook_endpoints/<str:endpoint_id>/deliveries",
         webhooks.WebhookDeliveryListView.as_view(),
     ),
+    path(
+        "webhook_endpoints/<str:endpoint_id>/rotate_secret",
+        webhooks.WebhookEndpointRotateSecretView.as_view(),
+    ),
+    path(
+        "webhook_endpoints/<str:endpoint_id>/resend",
+        webhooks.WebhookEndpointResendView.as_view(),
+    ),
+    path("events", webhooks.EventListView.as_view()),
+    path("events/<str:event_id>", webhooks.EventDetailView.as_view()),
 ]

@@ -35,7 +35,11 @@ CARDS = {
 @pytest.fixture
 def stack(transactional_db, tmp_path):
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    s = Stack(tmp_path, WEBHOOK_HORIZON_MARGIN_SECONDS="0.3")
+    s = Stack(
+        tmp_path,
+        WEBHOOK_HORIZON_MARGIN_SECONDS="0.3",
+        WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
+    )
     yield s
     s.stop_all()
 

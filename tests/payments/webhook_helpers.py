@@ -14,11 +14,14 @@ from tests.factories import TokenFactory
 
 class Receiver:
     """A merchant's webhook endpoint: records every request, answers with the
-    queued status codes (then 200)."""
+    queued status codes (then 200), ``reply_body`` and ``reply_headers``."""
 
-    def __init__(self):
+    def __init__(self, ssl_context=None):
         self.requests: list[tuple[dict, bytes]] = []
         self.codes: list[int] = []
+        self.reply_body = b"ok"
+        self.reply_headers: dict[str, str] = {}
+        self.server_names: list[str | None] = []  # TLS SNI seen, per handshake
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -27,15 +30,26 @@ class Receiver:
                 receiver.requests.append((dict(self.headers), body))
                 code = receiver.codes.pop(0) if receiver.codes else 200
                 self.send_response(code)
-                self.send_header("Content-Length", "2")
+                for name, value in receiver.reply_headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(receiver.reply_body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(receiver.reply_body)
 
             def log_message(self, *args):
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        port = self.server.server_address[1]
+        if ssl_context is not None:
+            ssl_context.sni_callback = lambda sock, name, ctx: (
+                receiver.server_names.append(name)
+            )
+            self.server.socket = ssl_context.wrap_socket(
+                self.server.socket, server_side=True
+            )
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/hooks"
         self.thread = threading.Thread(
             target=self.server.serve_forever, args=(0.02,), daemon=True
         )

@@ -1,11 +1,15 @@
 """Delivery: claim due deliveries, POST them signed the Standard Webhooks way
 (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) outside any
-transaction, and record each outcome; failures retry on a schedule until a
-final failure opens a dead letter."""
+transaction, to the address the SSRF guard checked (``egress``), and record
+each outcome; failures retry on a schedule until a final failure opens a dead
+letter. An endpoint whose attempts all fail for ``WEBHOOK_DISABLE_AFTER`` is
+disabled and its pending deliveries paused."""
 
 import json
 import logging
 import random
+import ssl
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -20,14 +24,22 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from core import jsoncodec
+from core.pan import redact_pans
 from payments import metrics
 from payments.models import WebhookDelivery, WebhookEndpoint
 from payments.services.deadletters import dead_letter_record
+from payments.services.webhooks import egress
+from payments.services.webhooks.endpoints import (
+    signing_secrets,
+    webhook_endpoints_disable_failing,
+)
 
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_STAGE = "webhook"
 USER_AGENT = "Surge-Webhooks/1.0"
+# The most of a receiver's answer that is read and kept (with the attempt).
+RESPONSE_BODY_LIMIT = 4096
 
 _DELIVERY = WebhookDelivery._meta.db_table
 
@@ -45,7 +57,14 @@ class _Claim:
 @dataclass(frozen=True, slots=True)
 class _Target:
     url: str
-    signer: Webhook | None  # None: the endpoint is disabled
+    # Current secret first, then a rotated-out one still in its overlap; empty:
+    # the endpoint is disabled.
+    signers: tuple[Webhook, ...]
+    paused: bool = False  # disabled for failing: its deliveries wait
+
+    def sign(self, msg_id: str, timestamp: datetime, body: str) -> str:
+        """Every signature, space-separated, as Standard Webhooks allows."""
+        return " ".join(s.sign(msg_id, timestamp, body) for s in self.signers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +73,8 @@ class _Outcome:
     status_code: int | None
     error: str
     give_up: bool = False  # no retry (endpoint disabled)
+    pause: bool = False  # endpoint disabled for failing: wait for re-enabling
+    response_body: str = ""
 
     @property
     def ok(self) -> bool:
@@ -116,16 +137,64 @@ def _claim(limit: int) -> list[_Claim]:
 
 
 def _targets(claims: Sequence[_Claim]) -> dict[str, _Target]:
-    """Open each endpoint's secret once, here, before any thread starts."""
+    """Open each endpoint's secrets once, here, before any thread starts."""
     targets = {}
+    now = timezone.now()
     for endpoint in WebhookEndpoint.objects.filter(
         pk__in={c.endpoint_id for c in claims}
     ):
-        active = endpoint.status == WebhookEndpoint.Status.ACTIVE
+        if endpoint.status != WebhookEndpoint.Status.ACTIVE:
+            failing = endpoint.disabled_cause == WebhookEndpoint.DisabledCause.FAILING
+            targets[endpoint.pk] = _Target(url=endpoint.url, signers=(), paused=failing)
+            continue
         targets[endpoint.pk] = _Target(
-            url=endpoint.url, signer=Webhook(endpoint.secret) if active else None
+            url=endpoint.url,
+            signers=tuple(Webhook(s) for s in signing_secrets(endpoint, now=now)),
         )
     return targets
+
+
+class _Clients:
+    """One HTTP client per host name, made on first use. A kept-alive
+    connection goes to an address whose certificate was checked for one name;
+    it must not carry another name's request (two hosts on one address)."""
+
+    # Certificates are checked against certifi's CAs; one context, built once
+    # and shared (loading the CAs costs tens of milliseconds). Tests trust
+    # their own CA here.
+    verify: ssl.SSLContext | None = None
+
+    def __init__(self, workers: int):
+        if _Clients.verify is None:
+            _Clients.verify = httpx.create_ssl_context(trust_env=False)
+        self._workers = workers
+        self._clients: dict[str, httpx.Client] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host: str) -> httpx.Client:
+        with self._lock:
+            client = self._clients.get(host)
+            if client is None:
+                client = self._clients[host] = httpx.Client(
+                    timeout=httpx.Timeout(
+                        settings.WEBHOOK_READ_TIMEOUT,
+                        connect=settings.WEBHOOK_CONNECT_TIMEOUT,
+                    ),
+                    follow_redirects=False,
+                    verify=self.verify,
+                    # The SSRF guard connects to the address it checked; a
+                    # proxy from the environment would connect elsewhere.
+                    trust_env=False,
+                    limits=httpx.Limits(
+                        max_connections=self._workers,
+                        max_keepalive_connections=self._workers,
+                    ),
+                )
+            return client
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
 
 
 def _post_all(claims: Sequence[_Claim], targets: dict[str, _Target]) -> list[_Outcome]:
@@ -140,53 +209,84 @@ def _post_all(claims: Sequence[_Claim], targets: dict[str, _Target]) -> list[_Ou
     for claim in sorted(claims, key=lambda c: c.event_id):
         chains[(claim.endpoint_id, claim.payment_id or claim.event_id)].append(claim)
     workers = max(1, min(settings.WEBHOOK_CONCURRENCY, len(chains)))
-    timeout = httpx.Timeout(
-        settings.WEBHOOK_READ_TIMEOUT, connect=settings.WEBHOOK_CONNECT_TIMEOUT
-    )
-    with (
-        httpx.Client(
-            timeout=timeout,
-            follow_redirects=False,
-            limits=httpx.Limits(
-                max_connections=workers, max_keepalive_connections=workers
-            ),
-        ) as client,
-        ThreadPoolExecutor(workers, thread_name_prefix="webhook") as pool,
-    ):
-        results = pool.map(
-            lambda chain: [
-                _post_one(client, claim, targets.get(claim.endpoint_id))
-                for claim in chain
-            ],
-            chains.values(),
-        )
-        return [outcome for chain in results for outcome in chain]
+    clients = _Clients(workers)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="webhook") as pool:
+            results = pool.map(
+                lambda chain: [
+                    _post_one(clients, claim, targets.get(claim.endpoint_id))
+                    for claim in chain
+                ],
+                chains.values(),
+            )
+            return [outcome for chain in results for outcome in chain]
+    finally:
+        clients.close()
 
 
-def _post_one(client: httpx.Client, claim: _Claim, target: _Target | None) -> _Outcome:
-    if target is None or target.signer is None:
-        return _Outcome(claim, None, "endpoint disabled", give_up=True)
+def _post_one(clients: _Clients, claim: _Claim, target: _Target | None) -> _Outcome:
+    if target is None or not target.signers:
+        paused = target is not None and target.paused
+        return _Outcome(claim, None, "endpoint disabled", give_up=True, pause=paused)
+    try:
+        # Resolved and checked now, at every attempt; the request goes to
+        # this very address (DNS rebinding cannot swap it).
+        pinned = egress.check(target.url)
+    except egress.EgressRefused as exc:
+        return _Outcome(claim, None, f"refused: {exc}")
     body = jsoncodec.compact(claim.payload)
     now = datetime.now(UTC)
     headers = {
+        "host": pinned.host_header,
         "content-type": "application/json",
+        "accept-encoding": "identity",  # the kept answer is read as sent
         "user-agent": USER_AGENT,
         "webhook-id": claim.event_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": target.signer.sign(claim.event_id, now, body),
+        "webhook-signature": target.sign(claim.event_id, now, body),
     }
+    extensions = {"sni_hostname": pinned.server_name} if pinned.server_name else {}
     try:
-        # The body of the answer is never read: only the status counts.
-        with client.stream(
-            "POST", target.url, content=body.encode(), headers=headers
+        with clients.get(pinned.host_header).stream(
+            "POST",
+            pinned.url,
+            content=body.encode(),
+            headers=headers,
+            extensions=extensions,
         ) as response:
             code = response.status_code
+            answer = _read_answer(response)
     except httpx.HTTPError as exc:
         return _Outcome(claim, None, type(exc).__name__)
     except Exception as exc:  # a bad URL or a library error must not lose the batch
         logger.warning("webhook %s: %s", claim.id, type(exc).__name__)
         return _Outcome(claim, None, type(exc).__name__)
-    return _Outcome(claim, code, "" if 200 <= code < 300 else f"HTTP {code}")
+    if 200 <= code < 300:
+        error = ""
+    elif 300 <= code < 400:
+        error = f"HTTP {code} (redirects are not followed)"
+    else:
+        error = f"HTTP {code}"
+    return _Outcome(claim, code, error, response_body=answer)
+
+
+def _read_answer(response: httpx.Response) -> str:
+    """At most ``RESPONSE_BODY_LIMIT`` bytes of the answer, as text; the rest
+    is never read. A stalled or broken body keeps what arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_raw(RESPONSE_BODY_LIMIT):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= RESPONSE_BODY_LIMIT:
+                break
+    except httpx.HTTPError:
+        pass
+    raw = b"".join(chunks)[:RESPONSE_BODY_LIMIT]
+    # PostgreSQL text holds no NUL; the admin and the API show this text, and
+    # no card number may appear there, whatever a receiver answers.
+    return redact_pans(raw.decode("utf-8", "replace").replace("\x00", "\ufffd"))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -199,7 +299,11 @@ def backoff(attempts: int) -> timedelta:
 def _record(outcomes: Sequence[_Outcome]) -> Counter[str]:
     """Store every outcome in one transaction; each update is conditional so a
     delivery another worker re-claimed after our lease ran out is not clobbered
-    (only a success is recorded whatever happened since: it was delivered)."""
+    (only a success is recorded whatever happened since: it was delivered).
+
+    Then track each endpoint's run of failures (``failing_since``: set by a
+    failed attempt, cleared by a success) and disable those failing too long.
+    """
     now = timezone.now()
     max_attempts = len(settings.WEBHOOK_RETRY_SCHEDULE) + 1
     counts: Counter[str] = Counter()
@@ -211,6 +315,7 @@ def _record(outcomes: Sequence[_Outcome]) -> Counter[str]:
             values = {
                 "last_status_code": outcome.status_code,
                 "last_error": outcome.error[:200],
+                "last_response_body": outcome.response_body,
             }
             if outcome.ok:
                 counts["succeeded"] += rows.update(
@@ -221,6 +326,15 @@ def _record(outcomes: Sequence[_Outcome]) -> Counter[str]:
                 )
                 continue
             rows = rows.filter(attempts=claim.attempts)
+            if outcome.pause:
+                # Claimed just before its endpoint was disabled for failing:
+                # it waits with the others. The attempt was not made.
+                counts["paused"] += rows.update(
+                    status=WebhookDelivery.Status.PAUSED,
+                    next_attempt_at=None,
+                    attempts=claim.attempts - 1,
+                )
+                continue
             if not outcome.give_up and claim.attempts < max_attempts:
                 counts["retrying"] += rows.update(
                     next_attempt_at=now + backoff(claim.attempts), **values
@@ -242,6 +356,23 @@ def _record(outcomes: Sequence[_Outcome]) -> Counter[str]:
                     ),
                     payment_id=claim.payment_id or None,
                 )
+        _track_failing(outcomes, now=now)
     for outcome, n in counts.items():
         metrics.webhook_deliveries(outcome, n)
     return counts
+
+
+def _track_failing(outcomes: Sequence[_Outcome], *, now: datetime) -> None:
+    """A success ends an endpoint's run of failures; a failed attempt (a
+    refused address included) starts one if none is running."""
+    ok = {o.claim.endpoint_id for o in outcomes if o.ok}
+    failed = {o.claim.endpoint_id for o in outcomes if not (o.ok or o.give_up)} - ok
+    if ok:
+        WebhookEndpoint.objects.filter(pk__in=ok, failing_since__isnull=False).update(
+            failing_since=None
+        )
+    if failed:
+        WebhookEndpoint.objects.filter(
+            pk__in=failed, failing_since__isnull=True
+        ).update(failing_since=now)
+        webhook_endpoints_disable_failing(endpoint_ids=failed, now=now)

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.ids import id_at
 from payments.models import (
     Event,
     Payment,
@@ -26,23 +27,7 @@ from payments.rendering import payment_render, refund_render
 
 logger = logging.getLogger(__name__)
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-# --- Ids as positions in time ------------------------------------------------
-
-
-def id_at(prefix: str, ms: int, *, last: bool = False) -> str:
-    """The smallest (``last``: largest) id ``core.ids.new_id(prefix)`` can make
-    in millisecond ``ms``; ids sort by their leading timestamp, so this is a
-    position in the id order."""
-    n = (ms << 80) | (((1 << 80) - 1) if last else 0)
-    n <<= 2  # base32 of 16 bytes is 130 bits: two zero bits pad the end
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[n & 31])
-        n >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+# --- Clock ------------------------------------------------------------------
 
 
 def now_ms() -> int:
@@ -159,7 +144,7 @@ def _dispatch_round(batch_size: int) -> tuple[int, int, bool]:
             if row[0] > endpoint.cursor
             and (not endpoint.enabled_events or row[1] in endpoint.enabled_events)
         ]
-        payloads = _payloads({row[0]: row for _, row in wanted}.values())
+        payloads = event_payloads({row[0]: row for _, row in wanted}.values())
         now = timezone.now()
         # Ids of one millisecond sort randomly: hand them out sorted, so the
         # deliveries list (newest first, by id) follows the events' order.
@@ -186,10 +171,12 @@ def _dispatch_round(batch_size: int) -> tuple[int, int, bool]:
     return len(rows), len(wanted), more
 
 
-def _payloads(rows: Iterable[tuple]) -> dict[str, dict]:
-    """Event id -> ``{id, object, type, created, data: {object}}``, the object
-    rendered as the API renders it (a payment, or a refund for refund events).
-    Payments hold only a token id; no card data can appear."""
+def event_payloads(rows: Iterable[tuple]) -> dict[str, dict]:
+    """Event id -> ``{id, object, type, created, data: {object}}`` for rows of
+    (id, type, merchant_id, payment_id, data, created_at), the object rendered
+    as the API renders it now (a payment, or a refund for refund events).
+    Payments hold only a token id; no card data can appear. The webhook body
+    and the events API."""
     rows = list(rows)
     refund_ids = {r[4].get("refund") for r in rows if r[1].startswith("refund.")}
     payment_ids = {r[3] for r in rows if r[3]}
@@ -212,3 +199,13 @@ def _payloads(rows: Iterable[tuple]) -> dict[str, dict]:
             "data": {"object": obj},
         }
     return out
+
+
+def events_render(events: Iterable[Event]) -> list[dict]:
+    """``Event`` rows as the events API shows them (the webhook body)."""
+    rows = [
+        (e.pk, e.type, e.merchant_id, e.payment_id, e.data, e.created_at)
+        for e in events
+    ]
+    payloads = event_payloads(rows)
+    return [payloads[row[0]] for row in rows]

@@ -1,8 +1,10 @@
 import signal
 import threading
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from core.metrics_server import serve_metrics
 from payments.services.relay import StageBacklog, run_relay
 
 
@@ -33,6 +35,8 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        # Its own scrape target where it has its own metrics folder (compose).
+        serve_metrics(settings.SURGE_METRICS_PORT, settings.SURGE_METRICS_ADDR)
         self.stdout.write(f"relay running (poll {poll_seconds}s, batch {batch_size})")
         run_relay(
             stop=stop,

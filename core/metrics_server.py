@@ -27,9 +27,9 @@ _owner_pid: int | None = None
 def serve_metrics(port: int | None, addr: str = "0.0.0.0") -> WSGIServer | None:
     """Serve the sum of this process's metrics folder on ``addr:port``, once;
     nothing when ``port`` is unset, or in a child forked from a process that
-    serves (an embedded beat: its parent serves the same folder). A port that cannot be bound
-    is logged, not raised: the process's work matters more than its metrics
-    (Prometheus' ``up == 0`` says the target is missing)."""
+    serves (an embedded beat: its parent serves the same folder). A port that
+    cannot be bound is logged, not raised: the process's work matters more
+    than its metrics (Prometheus' ``up == 0`` says the target is missing)."""
     global _server, _owner_pid
     if not port:
         return None

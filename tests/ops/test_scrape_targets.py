@@ -30,18 +30,22 @@ def stack(transactional_db, tmp_path):
     s.stop_all()
 
 
-def scrape(url: str) -> dict[tuple[str, frozenset], float] | None:
-    """Samples by (name, labels), or None while nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Prometheus text as {(name, labels): value}."""
     return {
         (s.name, frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset], float] | None:
+    """A target's samples, or None while nothing answers there."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return samples(response.read().decode())
+    except OSError:
+        return None
 
 
 SETTLED = (
@@ -52,14 +56,8 @@ SETTLED_LATENCY = ("surge_accept_to_settled_seconds_count", frozenset())
 
 
 def web_settled() -> float:
-    samples = {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(
-            Client().get("/metrics").content.decode()
-        )
-        for s in family.samples
-    }
-    return samples.get(SETTLED, 0.0)
+    """The settled count at this process's /metrics (the web's folder)."""
+    return samples(Client().get("/metrics").content.decode()).get(SETTLED, 0.0)
 
 
 def test_a_prefork_workers_counters_are_served_at_its_own_scrape_target(
@@ -126,8 +124,8 @@ def test_a_prefork_workers_counters_are_served_at_its_own_scrape_target(
         assert writers and worker.pid not in writers
         # The relay and beat answer at theirs, over their own folders only.
         for name in ("relay", "beat"):
-            samples = wait_until(lambda n=name: scrape(url(n)), timeout=30)
-            assert SETTLED not in samples, name
+            served = wait_until(lambda n=name: scrape(url(n)), timeout=30)
+            assert SETTLED not in served, name
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{stack.log_text()}") from None
     # The web's /metrics sums its own folder: the worker's settlements are not

@@ -15,9 +15,6 @@ import logging
 import os
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.multiprocess import MultiProcessCollector
-
 logger = logging.getLogger(__name__)
 
 _server: WSGIServer | None = None
@@ -38,6 +35,12 @@ def serve_metrics(port: int | None, addr: str = "0.0.0.0") -> WSGIServer | None:
             return _server
         close_inherited()
         return None
+    # prometheus_client picks file-backed or in-memory values when it is first
+    # imported, by PROMETHEUS_MULTIPROC_DIR, which settings set: importing it
+    # with config.celery, before settings, would make every counter in-memory.
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     try:

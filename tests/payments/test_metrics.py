@@ -32,6 +32,7 @@ def test_alert_rules_and_dashboard_use_only_exported_metrics(api, token):
 
     metrics.SETTLE_LATENCY.observe(0.1)  # make sure the histogram has a sample
     metrics.payment_finished("failed", "test", 1)
+    metrics.webhook_deliveries("succeeded", 1)
     exported = Client().get("/metrics").content.decode()
     ops = Path(__file__).resolve().parents[2] / "ops"
     rules = yaml.safe_load((ops / "prometheus" / "alerts.yml").read_text())

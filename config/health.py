@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import redis
 from celery import current_app
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
 from django.views.decorators.http import require_safe
@@ -55,13 +55,30 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _probe_connection():
+    """A database connection of the probe's own, from the default one's
+    settings: never one of the pool's (a probe must not wait for a slot, nor
+    take one from a request), with libpq's connect timeout (2 s, its minimum)
+    and a statement timeout, so a black-holed server frees the thread soon
+    after the answer's deadline."""
+    default = connections[DEFAULT_DB_ALIAS]
+    options = {k: v for k, v in default.settings_dict["OPTIONS"].items() if k != "pool"}
+    options["connect_timeout"] = 2
+    timeout = f"-c statement_timeout={int(_CLIENT_TIMEOUT * 1000)}"
+    options["options"] = f"{options.get('options', '')} {timeout}".strip()
+    return type(default)({**default.settings_dict, "OPTIONS": options}, default.alias)
+
+
 def _database() -> dict[str, Result]:
     """``SELECT 1``, then the migration plan to the graph's leaves, which must
-    be empty, on this thread's own connection, closed again (or handed back
-    to the pool)."""
+    be empty. Runs on a pool thread, whose default connection the probe's
+    replaces (connections are per thread): the migration recorder's queries
+    go through ``connections[alias]``, not the wrapper it is given."""
+    probe = _probe_connection()
+    connections[DEFAULT_DB_ALIAS] = probe
     try:
         try:
-            with connection.cursor() as cursor:
+            with probe.cursor() as cursor:
                 cursor.execute("SELECT 1")
         except Exception as exc:
             logger.warning("readiness: database unreachable: %s", exc)
@@ -70,7 +87,7 @@ def _database() -> dict[str, Result]:
                 "migrations": _failed("not checked: database unreachable"),
             }
         try:
-            executor = MigrationExecutor(connection)
+            executor = MigrationExecutor(probe)
             plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
         except Exception as exc:
             logger.warning("readiness: migration state unreadable: %s", exc)
@@ -84,7 +101,8 @@ def _database() -> dict[str, Result]:
             return {"database": _ok(), "migrations": _failed("; ".join(names))}
         return {"database": _ok(), "migrations": _ok()}
     finally:
-        connection.close()
+        probe.close()
+        del connections[DEFAULT_DB_ALIAS]
 
 
 def _redis() -> dict[str, Result]:

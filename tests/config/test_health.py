@@ -68,6 +68,13 @@ def test_ready_is_200_with_every_check_ok_on_the_test_stack():
             "broker": {"status": "ok"},
         },
     }
+    # The probe's own connection is closed again: no session of it is left.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -134,6 +141,32 @@ def test_a_dependency_that_never_answers_is_reported_within_the_deadline(
     monkeypatch.setattr(health, "CHECK_TIMEOUT", 2.0)
     status, _, body = _get("/health/ready")
     assert body["checks"]["redis"] == {"status": "failed", "error": "TimeoutError"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_never_answers_is_reported_and_its_probe_gives_up(
+    monkeypatch, silent_port
+):
+    # The probe's connection is made from these settings; the test's own is
+    # open already and unaffected.
+    monkeypatch.setitem(connection.settings_dict, "PORT", str(silent_port))
+    monkeypatch.setattr(health, "CHECK_TIMEOUT", 0.5)
+    status, _, body = _get("/health/ready")
+    assert status == 503
+    assert body["checks"]["database"] == {
+        "status": "failed",
+        "error": "timed out after 0.5 s",
+    }
+    # Given longer, libpq's own connect timeout (2 s) ends the attempt.
+    monkeypatch.setattr(health, "CHECK_TIMEOUT", 4.0)
+    start = time.monotonic()
+    status, _, body = _get("/health/ready")
+    assert time.monotonic() - start < 3.5
+    assert body["checks"]["database"] == {
+        "status": "failed",
+        "error": "OperationalError",
+    }
+    assert body["checks"]["migrations"]["status"] == "failed"
 
 
 @pytest.mark.django_db(transaction=True)

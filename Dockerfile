@@ -18,6 +18,14 @@ RUN useradd --system --uid 10001 --home /app surge \
     && rm -rf /var/lib/surge/*
 USER surge
 EXPOSE 8000
+# Liveness, not readiness: an orchestrator that restarts unhealthy containers
+# must not restart every web process because PostgreSQL or Redis is away
+# (restarts fix neither); compose's web service checks /health/ready instead,
+# for `depends_on` and `docker compose up --wait`. Python's urllib, because the
+# slim image has no curl; it fails on any status but 2xx. Containers of this
+# image that serve no HTTP on 8000 (worker, relay, beat) override it.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=2)"]
 CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", \
      "--worker-class", "gthread", "--workers", "2", "--threads", "8", \
      "--max-requests", "100000", "--max-requests-jitter", "5000"]

@@ -29,8 +29,11 @@ $(STAMP): requirements.txt requirements-dev.txt requirements.lock
 run: venv
 	$(PY) -m config.devstack
 
+# promtool (tests/ops/test_alerts.py) comes with Debian's prometheus package,
+# installed when missing; the tests run only the binary, never the service.
 test: venv
 	@scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
 	CELERY_BROKER_URL="$(TEST_REDIS_URL)" SURGE_ENV=test \
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

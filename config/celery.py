@@ -5,6 +5,7 @@ from celery import Celery, signals
 
 from core import tracing
 from core.memory import HeapTrimmer
+from core.metrics_server import close_inherited, serve_metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -55,3 +56,18 @@ def _give_freed_heap_back(**kwargs) -> None:
 
         _trimmer = HeapTrimmer(settings.SURGE_MALLOC_TRIM_SECONDS)
     _trimmer.maybe_trim()
+
+
+@signals.worker_init.connect  # the worker's main process, before the pool forks
+@signals.beat_init.connect
+def _serve_metrics(**kwargs) -> None:
+    """This process's scrape target when SURGE_METRICS_PORT is set: under
+    prefork, the parent serves the files its children write."""
+    from django.conf import settings
+
+    serve_metrics(settings.SURGE_METRICS_PORT, settings.SURGE_METRICS_ADDR)
+
+
+@signals.worker_process_init.connect
+def _close_inherited_metrics_socket(**kwargs) -> None:
+    close_inherited()

@@ -216,6 +216,52 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- HTTPS, HSTS and cookies (manage.py check --deploy) -----------------------
+# On in production, off elsewhere; each can be set from the environment.
+# Behind a TLS-terminating proxy, SECURE_PROXY_SSL_HEADER names the header it
+# sets ("X-Forwarded-Proto=https"); the proxy must strip it from clients.
+# /health/ and /metrics stay plain HTTP: probes and Prometheus call them
+# inside the network, not through the proxy.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int(
+    "SECURE_HSTS_SECONDS", default=31_536_000 if PRODUCTION else 0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION
+)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+
+def _proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    """``"X-Forwarded-Proto=https"`` -> ``("HTTP_X_FORWARDED_PROTO", "https")``."""
+    if not value:
+        return None
+    name, sep, expected = value.partition("=")
+    if not (sep and name.strip() and expected.strip()):
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER must be Header-Name=value, "
+            f"e.g. X-Forwarded-Proto=https; got {value!r}."
+        )
+    meta = name.strip().upper().replace("-", "_")
+    if not meta.startswith("HTTP_"):
+        meta = f"HTTP_{meta}"
+    return meta, expected.strip()
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(env("SECURE_PROXY_SSL_HEADER", default=""))
+
+# --- Metrics of processes without a web server (core/metrics_server.py) -------
+# The Celery worker, beat and the relay serve their own counters (their
+# PROMETHEUS_MULTIPROC_DIR, children included) on this port when it is set.
+# One port per process, so leave it unset where processes share a host and a
+# metrics folder (make run: the web's /metrics already sums them all).
+SURGE_METRICS_PORT = env.int("SURGE_METRICS_PORT", default=None)
+SURGE_METRICS_ADDR = env("SURGE_METRICS_ADDR", default="0.0.0.0")
+
 # --- Celery -----------------------------------------------------------------
 # The database is the source of truth; the broker is only a wake-up. Every task
 # is idempotent, so late acks and redelivery on worker loss are safe.

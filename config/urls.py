@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config import health
 from payments.api.metrics_view import metrics
 
 urlpatterns = [
@@ -22,4 +23,6 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("metrics", metrics, name="metrics"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
 ]

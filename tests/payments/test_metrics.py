@@ -32,13 +32,19 @@ def test_alert_rules_and_dashboard_use_only_exported_metrics(api, token):
 
     metrics.SETTLE_LATENCY.observe(0.1)  # make sure the histogram has a sample
     metrics.payment_finished("failed", "test", 1)
-    exported = Client().get("/metrics").content.decode()
+    metrics.webhook_deliveries("succeeded", 1)
+    metrics.rate_limited("mer_test", "key")
+    client = Client()
+    client.get("/health/live")  # a request, so the request series exist
+    exported = client.get("/metrics").content.decode()
     ops = Path(__file__).resolve().parents[2] / "ops"
     rules = yaml.safe_load((ops / "prometheus" / "alerts.yml").read_text())
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
     dashboard = json.loads((ops / "grafana" / "surge-dashboard.json").read_text())
     exprs += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    names = {n for e in exprs for n in re.findall(r"\b(surge_[a-z_]+)", e)}
+    names = {
+        n for e in exprs for n in re.findall(r"\b((?:surge|django_http)_[a-z_]+)", e)
+    }
     assert names
     missing = sorted(
         n for n in names if f"\n{n}" not in exported and f"# TYPE {n}" not in exported

@@ -1,9 +1,11 @@
 import signal
 import threading
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from core import tracing
+from core.metrics_server import serve_metrics
 from payments.services.relay import StageBacklog, run_relay
 
 
@@ -35,6 +37,8 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        # Its own scrape target where it has its own metrics folder (compose).
+        serve_metrics(settings.SURGE_METRICS_PORT, settings.SURGE_METRICS_ADDR)
         self.stdout.write(f"relay running (poll {poll_seconds}s, batch {batch_size})")
         run_relay(
             stop=stop,

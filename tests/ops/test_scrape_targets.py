@@ -61,11 +61,16 @@ def web_settled() -> float:
 
 
 def test_a_prefork_workers_counters_are_served_at_its_own_scrape_target(
-    stack, client_for, tmp_path
+    stack, client_for, tmp_path, monkeypatch
 ):
     merchant = MerchantFactory(primary_gateway="sandbox")
     _, secret = api_key_create(merchant=merchant)
     ids = create_payments(client_for(secret), tokenize(merchant, "4242424242424242"), 3)
+    # The web's folder, as a container of its own has it: the suite's shared
+    # folder takes other tests' workers' counters at the same time.
+    web_folder = tmp_path / "web-metrics"
+    web_folder.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(web_folder))
     web_before = web_settled()
 
     targets = {}

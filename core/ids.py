@@ -85,14 +85,6 @@ def id_timestamp_ms(value: str) -> int | None:
     return int.from_bytes(raw[:6], "big")
 
 
-def id_floor(prefix: str, ms: int) -> str:
-    """The smallest id ``new_id(prefix)`` can make at ``ms`` milliseconds since
-    the epoch: ``pk >= id_floor(...)`` is a primary-key range from that time on."""
-    if prefix not in PREFIXES:
-        raise ValueError(f"unknown id prefix {prefix!r}")
-    return f"{prefix}_{_encode(max(0, ms) << 80)}"
-
-
 def looks_like(value: object, prefix: str) -> bool:
     """Cheap shape check before a lookup; never trust it for authorization."""
     return (

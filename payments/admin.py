@@ -13,6 +13,7 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -108,7 +109,9 @@ def _audit_table(records: list[AuditLog]) -> str:
 
 def _link(obj) -> str:
     opts = obj._meta
-    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    url = reverse(
+        f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(obj.pk)]
+    )
     return format_html('<a href="{}">{}</a>', url, obj.pk)
 
 
@@ -513,14 +516,16 @@ class DeadLetterAdmin(GatedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
     def _report(self, request, results) -> None:
         for dead_letter, outcome in results:
             level = messages.SUCCESS if outcome.done else messages.WARNING
-            self.message_user(request, f"{dead_letter.pk}: {outcome}", level)
+            self.message_user(
+                request, f"Dead letter {dead_letter.pk}: {outcome}", level
+            )
 
     def _back(self, request, queryset):
         """From a letter's own page, back to it; else (None) to the list."""
         if request.POST.get("_from_page") and len(queryset) == 1:
             obj = queryset[0]
             return HttpResponseRedirect(
-                reverse("admin:payments_deadletter_change", args=[obj.pk])
+                reverse("admin:payments_deadletter_change", args=[quote(obj.pk)])
             )
         return None
 

@@ -3,7 +3,7 @@ and a payment's whole story for the admin."""
 
 from dataclasses import dataclass
 
-from core.ids import id_floor, id_timestamp_ms
+from core.ids import id_timestamp_ms
 from gateways.selectors import GatewayAttempt, attempts_for_payment, route_keys
 from ledger.selectors import PostingLine, postings_for_references
 from payments.models import (
@@ -16,6 +16,7 @@ from payments.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from payments.services.webhooks.dispatch import id_at
 from vault.selectors import token_card_summary
 
 
@@ -98,9 +99,9 @@ def payment_events(*, payment: Payment) -> list[Event]:
     people only); ids sort by time, so the read is a primary-key range from
     the payment's creation on, not a scan of the whole outbox.
     """
-    since = (id_timestamp_ms(payment.pk) or 0) - _CLOCK_MARGIN_MS
+    since = max(0, (id_timestamp_ms(payment.pk) or 0) - _CLOCK_MARGIN_MS)
     return list(
-        Event.objects.filter(pk__gte=id_floor("evt", since), payment_id=payment.pk)
+        Event.objects.filter(pk__gte=id_at("evt", since), payment_id=payment.pk)
         .order_by("pk")
         .only("id", "type", "data", "created_at", "published_at")[:TIMELINE_LIMIT]
     )

@@ -186,7 +186,9 @@ def dead_letter_refund(
     *, dead_letter: DeadLetter, actor: str, amount: int | None = None, reason: str = ""
 ) -> Outcome:
     """Refund the letter's settled payment, in full (``amount`` None: what is
-    left) or in part, through the API's refund service."""
+    left) or in part, through the API's refund service. An ``amount`` the
+    service refuses raises its error (bad input); any other refusal is an
+    Outcome that did nothing."""
     dead_letter = _fresh(dead_letter)
     payment = dead_letter.payment
     if payment is None:
@@ -205,6 +207,8 @@ def dead_letter_refund(
                 reason=reason,
             )
     except SurgeError as exc:
+        if amount is not None and exc.param == "amount":
+            raise  # the amount the operator gave is wrong: bad input, not a state
         return Outcome(False, exc.message)
     return Outcome(True, message)
 

@@ -8,7 +8,8 @@ by a custom permission (``payments.roles``): a user without it is not offered
 the action, and a POST of it anyway is refused (403) with nothing changed.
 """
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -74,6 +75,16 @@ class GatedActionsMixin:
         return request.user.has_perm(f"payments.{codename}")
 
 
+def _cell(value) -> object:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, datetime):
+        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return value
+
+
 def _table(headers: tuple[str, ...], rows) -> str:
     """An HTML table of ``rows`` (every cell escaped); '—' when there are none."""
     rows = list(rows)
@@ -83,7 +94,10 @@ def _table(headers: tuple[str, ...], rows) -> str:
     body = format_html_join(
         "",
         "<tr>{}</tr>",
-        ((format_html_join("", "<td>{}</td>", ((c,) for c in row)),) for row in rows),
+        (
+            (format_html_join("", "<td>{}</td>", ((_cell(c),) for c in row)),)
+            for row in rows
+        ),
     )
     return format_html(
         "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body
@@ -260,7 +274,7 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return _table(
             ("when", "event", "type", "data", "published"),
             (
-                (e.created_at, e.pk, e.type, e.data, e.published_at or "—")
+                (e.created_at, e.pk, e.type, e.data, e.published_at)
                 for e in _story(obj).events
             ),
         )

@@ -146,6 +146,9 @@ class PaymentBatch(models.Model):
     total_amount = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name_plural = "payment batches"
+
     def __str__(self):
         return str(self.pk)
 

@@ -55,6 +55,10 @@ class Migration(migrations.Migration):
                 ]
             },
         ),
+        migrations.AlterModelOptions(
+            name="paymentbatch",
+            options={"verbose_name_plural": "payment batches"},
+        ),
         migrations.AddField(
             model_name="auditlog",
             name="payment_id",

@@ -578,3 +578,22 @@ def test_support_reads_payments_refunds_and_batches_but_changes_nothing(
         assert resp.status_code == 200, url
         assert 'name="_save"' not in resp.content.decode(), url
     assert support.get("/admin/payments/refund/add/").status_code == 403
+
+
+# --- the operator-only transition -------------------------------------------------------
+
+
+def test_failed_to_validated_is_an_operators_move_only(merchant):
+    from payments.exceptions import IllegalTransition
+    from payments.services.transitions import transition
+    from payments.state import NON_TERMINAL, TERMINAL, can_transition
+
+    assert not can_transition("failed", "validated")
+    assert can_transition("failed", "validated", operator=True)
+    assert not can_transition("declined", "validated", operator=True)
+    assert not can_transition("failed", "processing", operator=True)
+    assert "failed" in TERMINAL and "failed" not in NON_TERMINAL
+    payment, _ = failed_payment(merchant)
+    with pytest.raises(IllegalTransition):
+        transition(payment_ids=[payment.pk], expected="failed", new="validated")
+    assert Payment.objects.get(pk=payment.pk).status == "failed"

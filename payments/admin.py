@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import quote
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -515,8 +515,12 @@ class DeadLetterAdmin(GatedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
         return self._has(request, "escalate_deadletter")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        """The page offers the actions this user may take, as buttons."""
+        """The page offers the actions this user may take, as buttons; on a
+        resolved letter only a refund is left to do."""
         offered = self.get_actions(request)
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and obj.status == DeadLetter.Status.RESOLVED:
+            offered = {k: v for k, v in offered.items() if k == "refund"}
         extra_context = {
             **(extra_context or {}),
             "dead_letter_actions": [

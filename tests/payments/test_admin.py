@@ -597,3 +597,12 @@ def test_failed_to_validated_is_an_operators_move_only(merchant):
     with pytest.raises(IllegalTransition):
         transition(payment_ids=[payment.pk], expected="failed", new="validated")
     assert Payment.objects.get(pk=payment.pk).status == "failed"
+
+
+def test_a_resolved_letter_offers_only_a_refund(ops, merchant):
+    _, letter = failed_payment(merchant)
+    act(ops, "resolve", [letter], apply="1", reason="done")
+    page = ops.get(page_of(letter)).content.decode()
+    assert 'data-action="refund"' in page
+    for action in ("retry", "resolve", "escalate"):
+        assert f'data-action="{action}"' not in page

@@ -575,7 +575,8 @@ class DeadLetterAdmin(GatedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
             try:
                 results = run(form.cleaned_data, queryset)
             except SurgeError as exc:  # input the service refused: nothing done
-                form.add_error(exc.param, exc.message)
+                field = exc.param if exc.param in form.fields else None
+                form.add_error(field, exc.message)
             else:
                 self._report(request, results)
                 return self._back(request, queryset)

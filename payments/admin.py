@@ -157,7 +157,7 @@ class MerchantAdmin(GatedActionsMixin, admin.ModelAdmin):
         revoked = sum(
             operations.merchant_keys_revoke(merchant=m, actor=actor) for m in queryset
         )
-        self.message_user(request, f"{revoked} key(s) revoked.", messages.SUCCESS)
+        self.message_user(request, f"Keys revoked. ({revoked})", messages.SUCCESS)
 
 
 # --- payments -----------------------------------------------------------------

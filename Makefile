@@ -11,7 +11,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/surge
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format bench venv migrate clean
+.PHONY: run test lint format bench venv migrate clean browser
 
 venv: $(STAMP)
 
@@ -31,12 +31,22 @@ run: venv
 
 # promtool (tests/ops/test_alerts.py) comes with Debian's prometheus package,
 # installed when missing; the tests run only the binary, never the service.
-test: venv
+test: venv browser
 	@scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
 	CELERY_BROKER_URL="$(TEST_REDIS_URL)" SURGE_ENV=test \
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The admin's browser test drives Debian's chromium through Playwright (never
+# Playwright's own browser download). Installed once, quietly, when missing.
+CHROMIUM ?= /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing chromium for the admin's browser test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: venv
 	$(VENV)/bin/ruff check .

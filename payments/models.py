@@ -116,6 +116,9 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        permissions = [("revoke_apikey", "Can revoke API keys")]
+
     def __str__(self):
         return f"sk_{self.prefix}_…{self.last4}"
 
@@ -161,6 +164,9 @@ class PaymentBatch(models.Model):
     count = models.PositiveIntegerField()
     total_amount = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "payment batches"
 
     def __str__(self):
         return str(self.pk)
@@ -362,10 +368,22 @@ class DeadLetter(models.Model):
         max_length=16, choices=Status.choices, default=Status.OPEN
     )
     resolution = models.TextField(blank=True, default="")
+    # Escalation flags an open letter for a named owner; it stays open (the
+    # one-open-letter-per-payment-and-stage rule and the pipeline's bumps of
+    # the open letter are untouched) until someone resolves it.
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    escalated_to = models.CharField(max_length=150, blank=True, default="")
+    escalation_note = models.TextField(blank=True, default="")
 
     class Meta:
         indexes = [
             models.Index(fields=["status", "stage"], name="deadletter_status_stage")
+        ]
+        permissions = [
+            ("retry_deadletter", "Can retry a dead letter's payment"),
+            ("refund_deadletter", "Can refund a dead letter's payment"),
+            ("resolve_deadletter", "Can resolve a dead letter"),
+            ("escalate_deadletter", "Can escalate a dead letter"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -380,14 +398,31 @@ class DeadLetter(models.Model):
 
 
 class AuditLog(models.Model):
-    """Who did what from the admin (dead-letter actions, key revocations)."""
+    """Who did what, when and why (dead-letter actions, key revocations, ...).
+
+    ``reason`` is what the operator gave; ``detail`` what the action did.
+    ``payment_id`` ties a record about a payment or one of its dead letters or
+    refunds to the payment, so its admin page shows the whole trail.
+    """
 
     actor = models.CharField(max_length=150)
     action = models.CharField(max_length=64)
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
+    payment_id = models.CharField(max_length=40, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
     detail = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+            models.Index(
+                fields=["payment_id"],
+                name="audit_payment",
+                condition=~Q(payment_id=""),
+            ),
+        ]
 
     def __str__(self):
         return f"{self.actor} {self.action} {self.object_type} {self.object_id}"
@@ -450,6 +485,7 @@ class WebhookEndpoint(models.Model):
     failing_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [("disable_webhookendpoint", "Can disable webhook endpoints")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["active", "disabled"]),
@@ -505,6 +541,7 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         verbose_name_plural = "webhook deliveries"
+        permissions = [("retry_webhookdelivery", "Can retry webhook deliveries")]
         indexes = [
             models.Index(
                 fields=["endpoint", "-id"], name="webhook_delivery_endpoint_id"

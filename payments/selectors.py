@@ -1,15 +1,25 @@
+"""Reads that are more than a .get(): the API's lists, reconciliation's scan,
+the events API, and a payment's whole story for the admin."""
+
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import QuerySet
 
-from core.ids import id_at
+from core.ids import id_at, id_timestamp_ms
+from gateways.selectors import GatewayAttempt, attempts_for_payment, route_keys
+from ledger.selectors import PostingLine, postings_for_references
 from payments.models import (
+    AuditLog,
+    DeadLetter,
     Event,
     Merchant,
     Payment,
+    Refund,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from vault.selectors import token_card_summary
 
 
 def payment_get(*, merchant: Merchant, payment_id: str) -> Payment | None:
@@ -118,3 +128,73 @@ def event_list(
         qs = qs.filter(pk__lt=starting_after)
     rows = list(qs.order_by("-pk")[: limit + 1])
     return rows[:limit], len(rows) > limit
+
+
+# Events a payment page lists at most (a payment has a handful; replays and
+# refunds add a few).
+TIMELINE_LIMIT = 500
+# Events are looked for from this long before the payment's id was made: the
+# clocks of the processes that write them may differ a little.
+_CLOCK_MARGIN_MS = 60_000
+
+
+def payment_events(*, payment: Payment) -> list[Event]:
+    """The payment's events, oldest first.
+
+    Events carry no index on payment (written five times per payment, read by
+    people only); ids sort by time, so the read is a primary-key range from
+    the payment's creation on, not a scan of the whole outbox.
+    """
+    since = max(0, (id_timestamp_ms(payment.pk) or 0) - _CLOCK_MARGIN_MS)
+    return list(
+        Event.objects.filter(pk__gte=id_at("evt", since), payment_id=payment.pk)
+        .order_by("pk")
+        .only("id", "type", "data", "created_at", "published_at")[:TIMELINE_LIMIT]
+    )
+
+
+def audit_records_for_payment(*, payment_id: str) -> list[AuditLog]:
+    """Every audit record about the payment or one of its dead letters or
+    refunds, oldest first."""
+    return list(AuditLog.objects.filter(payment_id=payment_id).order_by("pk"))
+
+
+def audit_records_for(*, obj) -> list[AuditLog]:
+    return list(
+        AuditLog.objects.filter(
+            object_type=type(obj).__name__, object_id=str(obj.pk)
+        ).order_by("pk")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentStory:
+    """Everything an operator needs to see about one payment; the card only as
+    brand and last4."""
+
+    card: tuple[str, str] | None
+    events: list[Event]
+    route_keys: list[str]
+    gateway_attempts: list[GatewayAttempt]
+    refunds: list[Refund]
+    postings: list[PostingLine]
+    dead_letters: list[DeadLetter]
+    audit: list[AuditLog]
+
+
+def payment_story(*, payment: Payment) -> PaymentStory:
+    refunds = list(payment.refunds.order_by("pk"))
+    return PaymentStory(
+        card=token_card_summary(payment.source_id),
+        events=payment_events(payment=payment),
+        route_keys=route_keys(
+            payment_id=payment.pk,
+            primary=payment.merchant.primary_gateway,
+            secondary=payment.merchant.secondary_gateway,
+        ),
+        gateway_attempts=attempts_for_payment(payment_id=payment.pk),
+        refunds=refunds,
+        postings=postings_for_references([payment.pk, *(r.pk for r in refunds)]),
+        dead_letters=list(payment.dead_letters.order_by("first_seen")),
+        audit=audit_records_for_payment(payment_id=payment.pk),
+    )

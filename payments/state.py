@@ -2,6 +2,8 @@
 
 from django.db import models
 
+from payments.error_codes import FailureCode
+
 
 class PaymentStatus(models.TextChoices):
     PENDING = "pending"
@@ -34,6 +36,24 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 TERMINAL: frozenset[str] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 NON_TERMINAL: frozenset[str] = frozenset(TRANSITIONS) - TERMINAL
 
+# Moves only an operator may make (``operator=True`` in the transition service),
+# never a stage, the sweeper or the API; they do not make a final status
+# non-final for the pipeline. ``failed -> validated`` re-drives a payment that
+# failed *provably uncharged* (see OPERATOR_RETRYABLE_FAILURES): it is charged
+# again under the same per-gateway idempotency keys, so still at most once.
+OPERATOR_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.FAILED: frozenset({S.VALIDATED}),
+}
+
+# The failure codes that prove no
+# gateway charged the payment: every gateway on its route refused it before
+# processing (gateway_unavailable), or nothing was sent (card_unavailable).
+# A decline is a business outcome and is never retried; an unknown outcome
+# stays ``processing`` (never ``failed``) until an inquiry settles it.
+OPERATOR_RETRYABLE_FAILURES: frozenset[str] = frozenset(
+    {FailureCode.GATEWAY_UNAVAILABLE, FailureCode.CARD_UNAVAILABLE}
+)
+
 # The event type written with each transition (the outbox row).
 EVENT_FOR_STATUS: dict[str, str] = {
     S.PENDING: "payment.created",
@@ -53,5 +73,7 @@ EVENT_FOR_REFUND_STATUS: dict[str, str] = {
 }
 
 
-def can_transition(current: str, new: str) -> bool:
-    return new in TRANSITIONS.get(current, frozenset())
+def can_transition(current: str, new: str, *, operator: bool = False) -> bool:
+    if new in TRANSITIONS.get(current, frozenset()):
+        return True
+    return operator and new in OPERATOR_TRANSITIONS.get(current, frozenset())

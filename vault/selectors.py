@@ -28,3 +28,8 @@ def token_owner(token_id: object) -> str | None:
                 _owners.clear()
             _owners[token_id] = owner
     return owner
+
+
+def token_card_summary(token_id: str) -> tuple[str, str] | None:
+    """(brand, last4) of a token, for people to read; nothing else of the card."""
+    return Token.objects.filter(pk=token_id).values_list("brand", "last4").first()

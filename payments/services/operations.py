@@ -1,56 +1,277 @@
-"""Operator actions (admin, commands). Each one leaves an audit record."""
+"""Operator actions (admin, commands): each one that does something leaves an
+audit record (who, when, what, why); a refusal changes nothing.
+
+Dead letters:
+
+- **retry** re-drives the letter's payment. A payment stuck in a status the
+  workflow moves on (pending, validated, succeeded) is sent to that stage
+  again (each stage is idempotent). A payment that *failed provably
+  uncharged* (``state.OPERATOR_RETRYABLE_FAILURES``) makes the operator-only
+  move ``failed -> validated`` and is charged again under the same
+  per-gateway idempotency keys. A declined payment is a final business
+  outcome and is never retried; a payment whose outcome is unknown
+  (``processing``) is never re-charged from here: its inquiries go on.
+- **refund** goes through ``refunds.refund_create``, the API's own service.
+- **resolve** needs a reason; **escalate** an owner and a note (the letter
+  stays open, flagged, until someone resolves it).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
-from payments.models import AuditLog, DeadLetter, WebhookDelivery, WebhookEndpoint
+from core.errors import InvalidRequest, SurgeError
+from payments.models import (
+    ApiKey,
+    AuditLog,
+    DeadLetter,
+    Merchant,
+    OpenPayment,
+    Payment,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from payments.services.deadletters import dead_letter_resolve
-from payments.services.handoff import send
+from payments.services.handoff import hand_on, send
+from payments.services.keys import api_key_revoke
 from payments.services.refunds import refund_create
+from payments.services.transitions import transition
 from payments.services.webhooks import webhook_delivery_retry
 from payments.services.webhooks import webhook_endpoint_disable as endpoint_disable
+from payments.state import OPERATOR_RETRYABLE_FAILURES
+from payments.state import PaymentStatus as S
 from payments.workflow import PAYMENT_STEPS
 
 
-def audit(*, actor: str, action: str, obj, detail: str = "") -> AuditLog:
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an operator action did (``done``) or why it did nothing."""
+
+    done: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.done
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def audit(
+    *,
+    actor: str,
+    action: str,
+    obj,
+    detail: str = "",
+    reason: str = "",
+    payment_id: str | None = None,
+) -> AuditLog:
+    """Record who did ``action`` to ``obj``, and why. A record about a payment,
+    or about something of one payment's (a dead letter, a refund, a webhook
+    delivery), is tied to that payment for its admin page."""
+    if payment_id is None:
+        payment_id = obj.pk if isinstance(obj, Payment) else None
+        payment_id = payment_id or getattr(obj, "payment_id", None) or ""
     return AuditLog.objects.create(
         actor=actor,
         action=action,
         object_type=type(obj).__name__,
         object_id=str(obj.pk),
+        payment_id=payment_id,
+        reason=reason[:2000],
         detail=detail[:2000],
     )
 
 
-def dead_letter_retry(*, dead_letter: DeadLetter, actor: str) -> str:
-    """Re-drive the dead letter's payment if it is not final; say what happened."""
+def _required(value: str, param: str, what: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise InvalidRequest(f"{what} is required.", param=param)
+    return value
+
+
+def _fresh(dead_letter: DeadLetter) -> DeadLetter:
+    """The letter and its payment as they are now, not as a page saw them."""
+    return DeadLetter.objects.select_related("payment__merchant").get(pk=dead_letter.pk)
+
+
+def _retry_failed(payment: Payment) -> Outcome:
+    """Move a payment that failed provably uncharged back to ``validated`` and
+    hand it to the execute stage after commit. Refused for anything else: a
+    declined payment, one that failed for another reason, one no longer failed.
+    """
+    payment = Payment.objects.get(pk=payment.pk)
+    if payment.status != S.FAILED:
+        return Outcome(False, f"payment is {payment.status}, not failed")
+    if payment.failure_code not in OPERATOR_RETRYABLE_FAILURES:
+        return Outcome(
+            False,
+            f"payment failed with {payment.failure_code or 'no code'}: "
+            "not provably uncharged; not retried",
+        )
+    moved = transition(
+        payment_ids=[payment.pk],
+        expected=S.FAILED,
+        new=S.VALIDATED,
+        fields={"failure_code": "", "failure_message": ""},
+        operator=True,
+    )
+    if not moved:  # another operator got there first
+        return Outcome(False, "payment is no longer failed; not retried")
+    # The open-payments triggers add a row on insert only: put the payment
+    # back on the sweeper's list, so a lost hand-off is still re-driven.
+    OpenPayment.objects.bulk_create(
+        [OpenPayment(payment_id=payment.pk, opened_at=timezone.now())],
+        ignore_conflicts=True,
+    )
+    transaction.on_commit(lambda: hand_on(S.VALIDATED, moved))
+    return Outcome(
+        True,
+        f"payment was failed ({payment.failure_code}, provably uncharged): "
+        "moved back to validated and sent to execute",
+    )
+
+
+def dead_letter_retry(
+    *, dead_letter: DeadLetter, actor: str, reason: str = ""
+) -> Outcome:
+    """Re-drive the dead letter's payment (see the module's docstring)."""
+    dead_letter = _fresh(dead_letter)
+    payment = dead_letter.payment
+    if dead_letter.status != DeadLetter.Status.OPEN:
+        return Outcome(False, "the dead letter is resolved; not retried")
+    if payment is None:
+        return Outcome(False, "no payment attached; nothing to retry")
+    if payment.status == S.FAILED:
+        with transaction.atomic():
+            outcome = _retry_failed(payment)
+            if outcome.done:
+                dead_letter_resolve(
+                    dead_letter=dead_letter,
+                    resolution=f"retried by {actor}: payment sent to execute again",
+                )
+                audit(
+                    actor=actor,
+                    action="dead_letter.retry",
+                    obj=dead_letter,
+                    detail=outcome.message,
+                    reason=reason,
+                )
+        return outcome
+    if payment.status == S.PROCESSING:
+        return Outcome(
+            False,
+            "payment outcome is unknown (processing): never charged again from "
+            "here; its status inquiries go on. Escalate or resolve instead",
+        )
+    step = PAYMENT_STEPS.get(payment.status)
+    if step is None:
+        return Outcome(False, f"payment is final ({payment.status}); not retried")
+    message = f"re-driven from {payment.status} ({step.stage})"
+    with transaction.atomic():
+        audit(
+            actor=actor,
+            action="dead_letter.retry",
+            obj=dead_letter,
+            detail=message,
+            reason=reason,
+        )
+        transaction.on_commit(lambda: send(step, [payment.pk]))
+    return Outcome(True, message)
+
+
+def dead_letter_refund(
+    *, dead_letter: DeadLetter, actor: str, amount: int | None = None, reason: str = ""
+) -> Outcome:
+    """Refund the letter's settled payment, in full (``amount`` None: what is
+    left) or in part, through the API's refund service. An ``amount`` the
+    service refuses raises its error (bad input); any other refusal is an
+    Outcome that did nothing."""
+    dead_letter = _fresh(dead_letter)
     payment = dead_letter.payment
     if payment is None:
-        outcome = "nothing to retry: no payment attached"
-    elif payment.status in PAYMENT_STEPS:
-        send(PAYMENT_STEPS[payment.status], [payment.pk])
-        outcome = f"re-driven from {payment.status}"
-    else:
-        outcome = f"payment is final ({payment.status}); not retried"
-    audit(actor=actor, action="dead_letter.retry", obj=dead_letter, detail=outcome)
-    return outcome
+        return Outcome(False, "no payment attached; nothing to refund")
+    try:
+        with transaction.atomic():
+            refund = refund_create(
+                merchant=payment.merchant, payment_id=payment.pk, amount=amount
+            )
+            message = f"refund {refund.pk} of {refund.amount} {refund.currency} created"
+            audit(
+                actor=actor,
+                action="dead_letter.refund",
+                obj=dead_letter,
+                detail=message,
+                reason=reason,
+            )
+    except SurgeError as exc:
+        if amount is not None and exc.param == "amount":
+            raise  # the amount the operator gave is wrong: bad input, not a state
+        return Outcome(False, exc.message)
+    return Outcome(True, message)
 
 
-def dead_letter_refund(*, dead_letter: DeadLetter, actor: str) -> str:
-    payment = dead_letter.payment
-    if payment is None or payment.status != "settled":
-        outcome = "only a settled payment can be refunded"
-    else:
-        refund = refund_create(merchant=payment.merchant, payment_id=payment.pk)
-        outcome = f"refund {refund.pk} {refund.status}"
-    audit(actor=actor, action="dead_letter.refund", obj=dead_letter, detail=outcome)
-    return outcome
-
-
-def dead_letter_close(*, dead_letter: DeadLetter, actor: str, note: str) -> bool:
+def dead_letter_close(*, dead_letter: DeadLetter, actor: str, note: str) -> Outcome:
+    """Resolve an open letter with a reason (required); audited. Refused (and
+    nothing written) if it is resolved already."""
+    note = _required(note, "reason", "A reason")
     with transaction.atomic():
-        done = dead_letter_resolve(dead_letter=dead_letter, resolution=note)
-        audit(actor=actor, action="dead_letter.resolve", obj=dead_letter, detail=note)
-    return done
+        if not dead_letter_resolve(dead_letter=dead_letter, resolution=note):
+            return Outcome(False, "already resolved")
+        audit(
+            actor=actor,
+            action="dead_letter.resolve",
+            obj=dead_letter,
+            detail="resolved",
+            reason=note,
+        )
+    return Outcome(True, "resolved")
+
+
+def dead_letter_escalate(
+    *, dead_letter: DeadLetter, actor: str, owner: str, note: str
+) -> Outcome:
+    """Flag an open letter for ``owner`` with a note; audited. It stays open."""
+    owner = _required(owner, "owner", "An owner")
+    note = _required(note, "note", "A note")
+    with transaction.atomic():
+        done = DeadLetter.objects.filter(
+            pk=dead_letter.pk, status=DeadLetter.Status.OPEN
+        ).update(
+            escalated_at=timezone.now(),
+            escalated_to=owner[:150],
+            escalation_note=note[:2000],
+        )
+        if not done:
+            return Outcome(False, "the dead letter is resolved; not escalated")
+        audit(
+            actor=actor,
+            action="dead_letter.escalate",
+            obj=dead_letter,
+            detail=f"escalated to {owner}",
+            reason=note,
+        )
+    return Outcome(True, f"escalated to {owner}")
+
+
+def dead_letter_act(
+    action: Callable[..., Outcome], dead_letters, **kwargs
+) -> list[tuple[DeadLetter, Outcome]]:
+    """Run one action on each letter; a refusal of one does not stop the rest."""
+    return [(dl, action(dead_letter=dl, **kwargs)) for dl in dead_letters]
+
+
+def merchant_keys_revoke(*, merchant: Merchant, actor: str) -> int:
+    """Revoke every live key of the merchant; one audit record per key."""
+    revoked = 0
+    with transaction.atomic():
+        for key in ApiKey.objects.filter(merchant=merchant, revoked_at__isnull=True):
+            api_key_revoke(key=key)
+            audit(actor=actor, action="key.revoke", obj=key)
+            revoked += 1
+    return revoked
 
 
 def webhook_delivery_retry_now(*, delivery: WebhookDelivery, actor: str) -> str:
@@ -58,11 +279,14 @@ def webhook_delivery_retry_now(*, delivery: WebhookDelivery, actor: str) -> str:
     with transaction.atomic():
         if webhook_delivery_retry(delivery_ids=[delivery.pk]):
             outcome = "due now for one more attempt"
+            audit(
+                actor=actor,
+                action="webhook_delivery.retry",
+                obj=delivery,
+                detail=outcome,
+            )
         else:
             outcome = f"not retried: delivery is {delivery.status}, not failed"
-        audit(
-            actor=actor, action="webhook_delivery.retry", obj=delivery, detail=outcome
-        )
     return outcome
 
 

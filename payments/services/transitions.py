@@ -28,8 +28,8 @@ _UPDATABLE = frozenset(
 )
 
 
-def _check(expected: str, new: str) -> None:
-    if not can_transition(expected, new):
+def _check(expected: str, new: str, operator: bool) -> None:
+    if not can_transition(expected, new, operator=operator):
         raise IllegalTransition(f"A {expected} payment cannot become {new}.")
 
 
@@ -41,14 +41,16 @@ def transition(
     fields: Mapping[str, object] | None = None,
     per_payment: Mapping[str, Mapping[str, object]] | None = None,
     bump_attempts: bool = False,
+    operator: bool = False,
 ) -> list[str]:
     """Move every payment in ``payment_ids`` that is still ``expected`` to ``new``.
 
     ``fields`` apply to all moved payments, ``per_payment`` to single ones.
     Writes one event per moved payment in the same transaction and returns the
-    moved ids (the others were already elsewhere: not an error).
+    moved ids (the others were already elsewhere: not an error). ``operator``
+    also allows the operator-only moves (``state.OPERATOR_TRANSITIONS``).
     """
-    _check(expected, new)
+    _check(expected, new, operator)
     if not payment_ids:
         return []
     fields = dict(fields or {})

@@ -1,4 +1,10 @@
-from payments.models import Merchant, Payment, WebhookDelivery, WebhookEndpoint
+from payments.models import (
+    Merchant,
+    Payment,
+    Refund,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 def payment_get(*, merchant: Merchant, payment_id: str) -> Payment | None:
@@ -16,6 +22,22 @@ def payment_list(
     qs = Payment.objects.filter(merchant=merchant)
     if status:
         qs = qs.filter(status=status)
+    if starting_after:
+        qs = qs.filter(pk__lt=starting_after)
+    rows = list(qs.order_by("-pk")[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+def refund_get(*, merchant: Merchant, refund_id: str) -> Refund | None:
+    """The merchant's refund, or None (another merchant's is None too)."""
+    return Refund.objects.filter(pk=refund_id, payment__merchant=merchant).first()
+
+
+def refund_list(
+    *, payment: Payment, limit: int, starting_after: str | None = None
+) -> tuple[list[Refund], bool]:
+    """A payment's refunds, newest first, cursor by id like the payments list."""
+    qs = Refund.objects.filter(payment=payment)
     if starting_after:
         qs = qs.filter(pk__lt=starting_after)
     rows = list(qs.order_by("-pk")[: limit + 1])

@@ -1,5 +1,6 @@
 """The sweeper: re-drive every payment left in a non-terminal state too long,
-and every pending refund whose next attempt is due.
+and every pending refund whose next attempt is due; and note the outcome of
+replayed dead letters whose work has finished (``services.replay``).
 
 The database is the source of truth and the broker only a wake-up, so if every
 broker message is lost the sweeper still finishes every payment. Each re-drive
@@ -17,6 +18,7 @@ from django.utils import timezone
 from payments import sql
 from payments.services.handoff import send
 from payments.services.refunds import refunds_lease_due
+from payments.services.replay import dead_letters_replay_finish
 from payments.state import RefundStatus
 from payments.workflow import PAYMENT_STEPS, REFUND_STEPS
 
@@ -47,4 +49,7 @@ def sweep(
     if due_refunds:
         send(REFUND_STEPS[RefundStatus.PENDING], due_refunds)
         counts["refund"] = len(due_refunds)
+    finished = dead_letters_replay_finish()
+    if finished:
+        counts["replay_finished"] = finished
     return counts

@@ -7,7 +7,15 @@ from payments.models import (
 )
 
 
+def _storable(object_id: str) -> bool:
+    """An id PostgreSQL can compare: a NUL (a URL's %00) is no id of ours,
+    and text cannot hold it (the query itself would fail: a 500)."""
+    return "\x00" not in object_id
+
+
 def payment_get(*, merchant: Merchant, payment_id: str) -> Payment | None:
+    if not _storable(payment_id):
+        return None
     return Payment.objects.filter(pk=payment_id, merchant=merchant).first()
 
 
@@ -30,6 +38,8 @@ def payment_list(
 
 def refund_get(*, merchant: Merchant, refund_id: str) -> Refund | None:
     """The merchant's refund, or None (another merchant's is None too)."""
+    if not _storable(refund_id):
+        return None
     return Refund.objects.filter(pk=refund_id, payment__merchant=merchant).first()
 
 

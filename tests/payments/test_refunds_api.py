@@ -65,8 +65,14 @@ def test_another_merchants_refund_is_404(api, client_for):
     assert nested.json()["error"]["code"] == "resource_missing"
 
 
-def test_an_unknown_refund_is_404(api):
-    assert api.get("/v1/refunds/re_nope").status_code == 404
+@pytest.mark.parametrize("refund_id", ["re_nope", "re_%00x", "x" * 300])
+def test_an_unknown_refund_is_404(api, refund_id):
+    assert api.get(f"/v1/refunds/{refund_id}").status_code == 404
+
+
+def test_a_nul_in_the_payment_id_is_404_not_500(api):
+    assert api.get("/v1/payments/pay_%00x/refunds").status_code == 404
+    assert api.get("/v1/payments/pay_%00x").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -384,8 +384,9 @@ def charge_many(
         and item.secondary
         and item.secondary != item.primary
     ]
-    for i in range(len(items)):
-        if isinstance(results[i], RetryableSafe) and i not in moving:
+    staying = set(range(len(items))) - set(moving)
+    for i in staying:
+        if isinstance(results[i], RetryableSafe):
             results[i] = _not_charged([(items[i].primary, results[i])])
     if not moving:
         return results
@@ -413,10 +414,10 @@ def charge_many(
     return results
 
 
-def _not_charged(failures: list[tuple[str, object]]) -> RetryableSafe:
-    return RetryableSafe(
-        "Not charged; " + "; ".join(f"{name}: {exc.message}" for name, exc in failures)  # type: ignore[attr-defined]
-    )
+def _not_charged(failures: list[tuple[str, Any]]) -> RetryableSafe:
+    """One verdict for a payment no gateway on its route charged."""
+    reasons = "; ".join(f"{name}: {exc.message}" for name, exc in failures)
+    return RetryableSafe(f"Not charged; {reasons}")
 
 
 def resubmit(item: ChargeItem, gateway: str) -> ChargeOutcome:

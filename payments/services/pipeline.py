@@ -430,9 +430,9 @@ def escalate_unknown(rows: Sequence[dict]) -> int:
             stage=RESOLVE_STAGE,
             error_class=UnknownOutcome.__name__,
             message=(
-                f"Gateway outcome unknown since {old[pid]['created_at'].isoformat()}"
-                f" (sent to {_sent_to(old[pid])}). Inquiries continue; it is "
-                "never charged on another gateway."
+                f"Accepted {old[pid]['created_at'].isoformat()}; its outcome at "
+                f"{_sent_to(old[pid])} is still unknown. Inquiries continue; it "
+                "is never charged on another gateway."
             ),
             payment_id=pid,
         )

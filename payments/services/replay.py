@@ -172,10 +172,15 @@ def dead_letters_replay_finish() -> int:
     an audit record each (actor "replay"), and the letter resolved if the
     payment settled (or, for a refund letter, no refund failed). Run by every
     sweep; returns how many were noted."""
+    replayed_ids = AuditLog.objects.filter(
+        object_type=DeadLetter.__name__, action=REPLAYED
+    ).values("object_id")
     letters = {
         dl.pk: dl
         for dl in DeadLetter.objects.filter(
-            status=DeadLetter.Status.OPEN, payment__isnull=False
+            status=DeadLetter.Status.OPEN,
+            payment__isnull=False,
+            pk__in=replayed_ids,
         ).select_related("payment")
     }
     if not letters:

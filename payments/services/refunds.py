@@ -122,8 +122,12 @@ def refund_execute_batch(refund_ids: Sequence[str]) -> dict[str, int]:
                 currency=refund.currency,
             )
         except RequestRejected as exc:  # refused as asked: repeating is pointless
-            _refund_failed(refund, exc.code, str(exc))
-            counts["failed"] += 1
+            if refund.outcome_unknown:  # ...unless an earlier try may have landed
+                _retry_later(refund, exc, may_have_happened=True)
+                counts["unknown"] += 1
+            else:
+                _refund_failed(refund, exc.code, str(exc))
+                counts["failed"] += 1
             continue
         except RetryableSafe as exc:  # provably not refunded: try again later
             if _retry_later(refund, exc, may_have_happened=False):

@@ -368,6 +368,9 @@ SURGE_API_KEY_CACHE_SECONDS = env.int("SURGE_API_KEY_CACHE_SECONDS", default=30)
 SURGE_TASK_BATCH_SIZE = env.int("SURGE_TASK_BATCH_SIZE", default=200)
 # A non-terminal payment untouched this long is re-driven by the sweeper.
 SURGE_SWEEP_AFTER_SECONDS = env.int("SURGE_SWEEP_AFTER_SECONDS", default=60)
+# A payment whose gateway outcome is still unknown (``processing``) this long
+# after it was accepted opens a dead letter (stage ``resolve``); inquiries go on.
+SURGE_UNKNOWN_ESCALATE_AFTER = env.int("SURGE_UNKNOWN_ESCALATE_AFTER", default=900)
 # Celery processes hand freed heap back to the OS at most this often (core/memory.py;
 # 0: never).
 SURGE_MALLOC_TRIM_SECONDS = env.float("SURGE_MALLOC_TRIM_SECONDS", default=5.0)

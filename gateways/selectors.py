@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateways.models import SandboxCharge, SandboxRefund
-from gateways.services import _route, idempotency_key_for
+from gateways.services import idempotency_key_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ def route_keys(*, payment_id: str, primary: str, secondary: str = "") -> list[st
     route, in order: what to look for in a processor's own dashboard."""
     return [
         f"{name}: {idempotency_key_for(payment_id, name)}"
-        for name in _route(primary, secondary)
+        for name in dict.fromkeys(n for n in (primary, secondary) if n)
     ]
 
 

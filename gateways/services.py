@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -159,10 +160,6 @@ def idempotency_key_for(payment_id: str, gateway_name: str) -> str:
     return f"{payment_id}:{gateway_name}"
 
 
-def _route(primary: str, secondary: str) -> list[str]:
-    return [primary] + ([secondary] if secondary and secondary != primary else [])
-
-
 def _sleep_before(attempt: int) -> None:
     if attempt:
         time.sleep(backoff_seconds(attempt - 1))
@@ -255,35 +252,29 @@ def charge_with_failover(
     Raises UnknownOutcome (leave the payment processing; resolve later by
     inquiry) or RetryableSafe when every gateway is exhausted (fail it).
     """
-    failures = []
-    for name in _route(primary, secondary):
-        req = ChargeRequest(
-            idempotency_key=idempotency_key_for(payment_id, name),
-            payment_id=payment_id,
-            merchant_id=merchant_id,
-            amount=amount,
-            currency=currency,
-            card=card,
-        )
-        try:
-            return _charge_on(name, req)
-        except RetryableSafe as exc:
-            failures.append(f"{name}: {exc.message}")
-            logger.warning(
-                "payment %s not charged on %s (%s)", payment_id, name, exc.code
-            )
-    raise RetryableSafe("Not charged; " + "; ".join(failures))
+    item = ChargeItem(
+        payment_id=payment_id, merchant_id=merchant_id, amount=amount,
+        currency=currency, card=card, primary=primary, secondary=secondary,
+    )  # fmt: skip
+    [result] = charge_many([item])
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def resolve_charge(
-    *, payment_id: str, primary: str, secondary: str = ""
+    *, payment_id: str, primary: str, secondary: str = "", sent_to: str = ""
 ) -> ChargeOutcome | None:
-    """Find the charge for a payment on its route; None = provably none anywhere.
+    """Find the charge for a payment on its route (and on ``sent_to``, the
+    gateway it was last sent to, should the route have changed since); None =
+    none found anywhere, which is no proof that none will be: a request sent
+    without an answer may still land (``resubmit``).
 
-    Raises UnknownOutcome when a gateway on the route cannot answer.
+    Raises UnknownOutcome when one of those gateways cannot answer.
     """
     found: list[ChargeOutcome] = []
-    for name in _route(primary, secondary):
+    names = dict.fromkeys(n for n in (sent_to, primary, secondary) if n)
+    for name in names:
         try:
             get_gateway(name)
         except UnknownGateway:
@@ -311,29 +302,39 @@ def _pool() -> ThreadPoolExecutor:
     return _executor
 
 
-def _charge_item(item: ChargeItem) -> ChargeOutcome | Exception:
+def _charge_request(item: ChargeItem, name: str) -> ChargeRequest:
+    return ChargeRequest(
+        idempotency_key=idempotency_key_for(item.payment_id, name),
+        payment_id=item.payment_id,
+        merchant_id=item.merchant_id,
+        amount=item.amount,
+        currency=item.currency,
+        card=item.card,
+    )
+
+
+def _charge_item_on(item: ChargeItem, name: str) -> ChargeOutcome | Exception:
     try:
-        return charge_with_failover(
-            payment_id=item.payment_id,
-            merchant_id=item.merchant_id,
-            amount=item.amount,
-            currency=item.currency,
-            card=item.card,
-            primary=item.primary,
-            secondary=item.secondary,
-        )
+        return _charge_on(name, _charge_request(item, name))
     except Exception as exc:  # each payment's own verdict; the batch goes on
         return exc
 
 
-def charge_many(items: list[ChargeItem]) -> list[ChargeOutcome | Exception]:
-    """Charge a batch concurrently; results in input order, errors as values.
+def _run_all(
+    items: Sequence[Any],
+    call: Callable[[Any], ChargeOutcome | Exception],
+    *,
+    gateways: int,
+) -> list[ChargeOutcome | Exception]:
+    """``call`` on every item concurrently; results in input order.
 
     Up to GATEWAY_POOL_WORKERS pool threads each take the next item until none
     is left: one future per thread rather than per charge (a future and its
     hand-off per charge cost more CPU than the HTTP call itself).
     """
     results: list[ChargeOutcome | Exception | None] = [None] * len(items)
+    if not items:
+        return []
     indexes = iter(range(len(items)))
     taking = threading.Lock()
 
@@ -343,19 +344,112 @@ def charge_many(items: list[ChargeItem]) -> list[ChargeOutcome | Exception]:
                 i = next(indexes, None)
             if i is None:
                 return
-            results[i] = _charge_item(items[i])
+            results[i] = call(items[i])
 
-    # No more runners than the bulkheads admit: the rest would only queue on
-    # the semaphore, and every release would wake one for nothing.
-    routes = len({item.primary for item in items})
+    # No more runners than the bulkheads of the ``gateways`` called admit: the
+    # rest would only queue on the semaphore, and every release would wake one.
     runners = min(
         len(items),
         max(1, conf.get("GATEWAY_POOL_WORKERS")),
-        max(1, conf.get("GATEWAY_BULKHEAD_SIZE")) * routes,
+        max(1, conf.get("GATEWAY_BULKHEAD_SIZE")) * max(1, gateways),
     )
     for future in [_pool().submit(drain) for _ in range(runners)]:
         future.result()
     return results  # type: ignore[return-value] (every slot is filled)
+
+
+def charge_many(
+    items: list[ChargeItem],
+    *,
+    before_failover: Callable[[list[tuple[str, str]]], None] | None = None,
+) -> list[ChargeOutcome | Exception]:
+    """Charge a batch concurrently; results in input order, errors as values.
+
+    Every item goes to its primary first. The items the primary provably did
+    not charge (RetryableSafe) go to their secondary in a second round, after
+    ``before_failover`` has been given (payment_id, secondary) for each, from
+    the calling thread: the caller records where a charge is sent before it is
+    sent, so that a charge left without an answer is only ever re-submitted
+    there (``resubmit_many``).
+    """
+    results = _run_all(
+        items,
+        lambda item: _charge_item_on(item, item.primary),
+        gateways=len({item.primary for item in items}),
+    )
+    moving = [
+        i
+        for i, (item, result) in enumerate(zip(items, results, strict=True))
+        if isinstance(result, RetryableSafe)
+        and item.secondary
+        and item.secondary != item.primary
+    ]
+    staying = set(range(len(items))) - set(moving)
+    for i in staying:
+        if isinstance(results[i], RetryableSafe):
+            results[i] = _not_charged([(items[i].primary, results[i])])
+    if not moving:
+        return results
+    for i in moving:
+        logger.warning(
+            "payment %s not charged on %s (%s)",
+            items[i].payment_id,
+            items[i].primary,
+            results[i].code,  # type: ignore[union-attr] (a RetryableSafe)
+        )
+    if before_failover is not None:
+        before_failover([(items[i].payment_id, items[i].secondary) for i in moving])
+    second = _run_all(
+        [items[i] for i in moving],
+        lambda item: _charge_item_on(item, item.secondary),
+        gateways=len({items[i].secondary for i in moving}),
+    )
+    for i, result in zip(moving, second, strict=True):
+        if isinstance(result, RetryableSafe):
+            item = items[i]
+            result = _not_charged(
+                [(item.primary, results[i]), (item.secondary, result)]
+            )
+        results[i] = result
+    return results
+
+
+def _not_charged(failures: list[tuple[str, Any]]) -> RetryableSafe:
+    """One verdict for a payment no gateway on its route charged."""
+    reasons = "; ".join(f"{name}: {exc.message}" for name, exc in failures)
+    return RetryableSafe(f"Not charged; {reasons}")
+
+
+def resubmit(item: ChargeItem, gateway: str) -> ChargeOutcome:
+    """Re-submit a charge that may have been sent to ``gateway`` without an
+    answer: to that gateway only, under the same idempotency key, never failed
+    over. The gateway finds the first request's charge if there was one.
+
+    Raises UnknownOutcome when this attempt gets no answer either, including an
+    open breaker or a "not processed" reply: the first request may still land,
+    so the payment waits for a later sweep; it is never charged elsewhere.
+    """
+    try:
+        return _charge_on(gateway, _charge_request(item, gateway))
+    except RetryableSafe as exc:
+        raise UnknownOutcome(
+            f"{gateway}: {item.payment_id} not re-submitted ({exc.code}); "
+            "left for a later sweep, never charged elsewhere"
+        ) from exc
+
+
+def resubmit_many(
+    items: list[tuple[ChargeItem, str]],
+) -> list[ChargeOutcome | Exception]:
+    """``resubmit`` for each (item, gateway), concurrently; errors as values."""
+
+    def call(pair: tuple[ChargeItem, str]) -> ChargeOutcome | Exception:
+        try:
+            return resubmit(*pair)
+        except Exception as exc:
+            return exc
+
+    return _run_all(items, call, gateways=len({gateway for _, gateway in items}))
 
 
 def refund(

@@ -43,3 +43,11 @@ class FailureCode(StrEnum):
     CARD_UNAVAILABLE = "card_unavailable"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
     CARD_DECLINED = "card_declined"
+
+
+class RefundFailureCode(StrEnum):
+    """A refund's ``failure_code`` when the gateway refused it outright; one
+    that got no answer through its retries carries the gateway's code for why
+    (``circuit_open``, ``gateway_unavailable``, ``gateway_rejected``, ...)."""
+
+    REFUND_DECLINED = "refund_declined"

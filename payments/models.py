@@ -328,9 +328,23 @@ class Refund(models.Model):
     )
     failure_code = models.CharField(max_length=64, blank=True, default="")
     gateway_reference = models.CharField(max_length=128, blank=True, default="")
+    # Gateway calls that gave no answer; whether one of them may have reached
+    # the gateway (then it is never failed: it may have been made); and when a
+    # pending refund is next due (null: when the sweeper finds it stale).
+    # See services.refunds.
+    attempts = models.PositiveIntegerField(default=0)
+    outcome_unknown = models.BooleanField(default=False)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="refund_pending_due",
+                condition=Q(status="pending"),
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(amount__gt=0), name="refund_amount_gt_0"

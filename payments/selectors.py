@@ -22,7 +22,15 @@ from payments.models import (
 from vault.selectors import token_card_summary
 
 
+def _storable(object_id: str) -> bool:
+    """An id PostgreSQL can compare: a NUL (a URL's %00) is no id of ours,
+    and text cannot hold it (the query itself would fail: a 500)."""
+    return "\x00" not in object_id
+
+
 def payment_get(*, merchant: Merchant, payment_id: str) -> Payment | None:
+    if not _storable(payment_id):
+        return None
     return Payment.objects.filter(pk=payment_id, merchant=merchant).first()
 
 
@@ -37,6 +45,24 @@ def payment_list(
     qs = Payment.objects.filter(merchant=merchant)
     if status:
         qs = qs.filter(status=status)
+    if starting_after:
+        qs = qs.filter(pk__lt=starting_after)
+    rows = list(qs.order_by("-pk")[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+def refund_get(*, merchant: Merchant, refund_id: str) -> Refund | None:
+    """The merchant's refund, or None (another merchant's is None too)."""
+    if not _storable(refund_id):
+        return None
+    return Refund.objects.filter(pk=refund_id, payment__merchant=merchant).first()
+
+
+def refund_list(
+    *, payment: Payment, limit: int, starting_after: str | None = None
+) -> tuple[list[Refund], bool]:
+    """A payment's refunds, newest first, cursor by id like the payments list."""
+    qs = Refund.objects.filter(payment=payment)
     if starting_after:
         qs = qs.filter(pk__lt=starting_after)
     rows = list(qs.order_by("-pk")[: limit + 1])

@@ -268,6 +268,11 @@ class RefundCreateSerializer(StrictSerializer):
     amount = MinorUnitsField(required=False)
 
 
+class RefundListQuerySerializer(StrictSerializer):
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    starting_after = serializers.CharField(required=False, max_length=40)
+
+
 class RefundSerializer(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.SerializerMethodField()
@@ -280,3 +285,9 @@ class RefundSerializer(serializers.Serializer):
 
     def get_object(self, obj) -> str:
         return "refund"
+
+
+class RefundListSerializer(serializers.Serializer):
+    object = serializers.CharField(default="list")
+    data = RefundSerializer(many=True)
+    has_more = serializers.BooleanField()

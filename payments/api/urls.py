@@ -7,7 +7,8 @@ urlpatterns = [
     path(
         "payments/<str:payment_id>", views.PaymentDetailView.as_view(), name="payment"
     ),
-    path("payments/<str:payment_id>/refunds", views.RefundCreateView.as_view()),
+    path("payments/<str:payment_id>/refunds", views.PaymentRefundsView.as_view()),
+    path("refunds/<str:refund_id>", views.RefundDetailView.as_view(), name="refund"),
     path("payment_batches", views.PaymentBatchCreateView.as_view()),
     path("payment_batches/<str:batch_id>", views.PaymentBatchDetailView.as_view()),
     path("webhook_endpoints", webhooks.WebhookEndpointListCreateView.as_view()),

@@ -4,7 +4,7 @@ from rest_framework.views import APIView
 
 from core import logs
 from core.error_codes import ErrorCode as CoreCode
-from core.errors import InvalidRequest
+from core.errors import InvalidRequest, NotFound
 from payments import metrics
 from payments.api.serializers import (
     PaymentBatchCreatedSerializer,
@@ -15,6 +15,8 @@ from payments.api.serializers import (
     PaymentListSerializer,
     PaymentSerializer,
     RefundCreateSerializer,
+    RefundListQuerySerializer,
+    RefundListSerializer,
     RefundSerializer,
     batch_items_validate,
     payment_create_validate,
@@ -22,7 +24,7 @@ from payments.api.serializers import (
 from payments.exceptions import PaymentNotFound
 from payments.models import PaymentBatch
 from payments.rendering import payment_render, refund_render
-from payments.selectors import payment_get, payment_list
+from payments.selectors import payment_get, payment_list, refund_get, refund_list
 from payments.services.batches import payment_batch_submit, payment_batch_summary
 from payments.services.idempotency import check_key, idempotent_call, request_hash
 from payments.services.intake import payment_accept
@@ -194,7 +196,41 @@ class PaymentBatchDetailView(APIView):
         return Response(payment_batch_summary(batch=batch))
 
 
-class RefundCreateView(APIView):
+class PaymentRefundsView(APIView):
+    @extend_schema(
+        operation_id="refunds_list",
+        parameters=[RefundListQuerySerializer],
+        responses={200: RefundListSerializer},
+        description="The payment's refunds, newest first. `starting_after` is the "
+        "last refund id of the previous page.",
+    )
+    def get(self, request, payment_id: str):
+        query = RefundListQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        merchant = request.user.merchant
+        payment = payment_get(merchant=merchant, payment_id=payment_id)
+        if payment is None:
+            raise PaymentNotFound("No such payment.", param="id")
+        after = query.validated_data.get("starting_after")
+        if after:
+            cursor = refund_get(merchant=merchant, refund_id=after)
+            if cursor is None or cursor.payment_id != payment.pk:
+                raise InvalidRequest(
+                    "No such refund of this payment.",
+                    param="starting_after",
+                    code=CoreCode.RESOURCE_MISSING,
+                )
+        rows, has_more = refund_list(
+            payment=payment, limit=query.validated_data["limit"], starting_after=after
+        )
+        return Response(
+            {
+                "object": "list",
+                "data": [refund_render(r) for r in rows],
+                "has_more": has_more,
+            }
+        )
+
     @extend_schema(
         operation_id="refunds_create",
         request=RefundCreateSerializer,
@@ -219,3 +255,12 @@ class RefundCreateView(APIView):
             return 202, refund_render(refund)
 
         return idempotent_response(request, work)
+
+
+class RefundDetailView(APIView):
+    @extend_schema(operation_id="refunds_retrieve", responses={200: RefundSerializer})
+    def get(self, request, refund_id: str):
+        refund = refund_get(merchant=request.user.merchant, refund_id=refund_id)
+        if refund is None:
+            raise NotFound("No such refund.", param="id")
+        return Response(refund_render(refund))

@@ -10,17 +10,24 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from core.errors import InvalidRequest
-from gateways.exceptions import RetryableSafe
-from gateways.services import ChargeItem, charge_many, resolve_charge
+from gateways.exceptions import RetryableSafe, UnknownOutcome
+from gateways.services import (
+    ChargeItem,
+    charge_many,
+    resolve_charge,
+    resubmit_many,
+)
 from ledger.services import Settlement, fee_for, post_settlements
 from payments import metrics
 from payments.error_codes import FailureCode
-from payments.models import Merchant, Payment
+from payments.models import DeadLetter, Merchant, Payment
 from payments.services.deadletters import dead_letter_record
 from payments.services.handoff import hand_on
 from payments.services.intake import check_amount_and_currency
@@ -32,6 +39,9 @@ from vault.exceptions import TokenNotFound, VaultIntegrityError
 from vault.services import detokenize, detokenize_many
 
 logger = logging.getLogger(__name__)
+
+# The stage that resolves a payment left in ``processing`` (its dead letters').
+RESOLVE_STAGE = PAYMENT_STEPS[S.PROCESSING].stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,38 +111,75 @@ def validate_batch(payment_ids: Sequence[str]) -> dict[str, int]:
     return counts
 
 
+# What charging a payment needs to know, read in one query.
+_CHARGE_FIELDS = (
+    "id",
+    "merchant_id",
+    "amount",
+    "currency",
+    "source_id",
+    "gateway",
+    "created_at",
+    "merchant__primary_gateway",
+    "merchant__secondary_gateway",
+)
+
+
 def execute_batch(payment_ids: Sequence[str]) -> dict[str, int]:
-    """validated -> processing (committed), charge outside any transaction, record."""
-    claimed = transition(
-        payment_ids=list(payment_ids),
-        expected=S.VALIDATED,
-        new=PAYMENT_STEPS[S.VALIDATED].then,
-        bump_attempts=True,
-    )
-    if not claimed:
-        return {}
-    return charge_and_record(claimed)
+    """validated -> processing (committed), charge outside any transaction, record.
 
-
-def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
-    """Charge ``processing`` payments through their merchant's route and record it.
-
-    Safe to repeat for the same payment: the gateway idempotency key is derived
-    from the payment and gateway, so a repeat finds the first charge.
+    The claim records the primary gateway as where the charge goes (and a
+    failover, the secondary, before it is sent), so that a charge left without
+    an answer is re-submitted only there (``resolve_processing``).
     """
     rows = list(
-        Payment.objects.filter(pk__any_of=payment_ids, status=S.PROCESSING).values(
-            "id",
-            "merchant_id",
-            "amount",
-            "currency",
-            "source_id",
-            "merchant__primary_gateway",
-            "merchant__secondary_gateway",
+        Payment.objects.filter(pk__any_of=payment_ids, status=S.VALIDATED).values(
+            *_CHARGE_FIELDS
         )
     )
     if not rows:
         return {}
+    claimed = set(
+        transition(
+            payment_ids=[r["id"] for r in rows],
+            expected=S.VALIDATED,
+            new=PAYMENT_STEPS[S.VALIDATED].then,
+            bump_attempts=True,
+            per_payment={
+                r["id"]: {"gateway": r["merchant__primary_gateway"]} for r in rows
+            },
+        )
+    )
+    if not claimed:
+        return {}
+    return _charge_and_record(
+        [
+            {**r, "gateway": r["merchant__primary_gateway"]}
+            for r in rows
+            if r["id"] in claimed
+        ]
+    )
+
+
+def _record_failover(moves: list[tuple[str, str]]) -> None:
+    """Before a failover is sent: the secondary is now where the charge went."""
+    by_gateway: dict[str, list[str]] = defaultdict(list)
+    for payment_id, gateway in moves:
+        by_gateway[gateway].append(payment_id)
+    for gateway, ids in by_gateway.items():
+        Payment.objects.filter(pk__any_of=ids, status=S.PROCESSING).update(
+            gateway=gateway
+        )
+
+
+def _charge_and_record(rows: list[dict], *, resubmit: bool = False) -> dict[str, int]:
+    """Charge ``processing`` payments and record the outcomes.
+
+    A first charge goes through the merchant's route (failover to the
+    secondary only where the primary provably did not charge). A re-submission
+    (``resubmit``) goes to the gateway the charge was sent to, and only there:
+    the same idempotency key finds the first charge if there was one.
+    """
     cards, unreadable = _cards_for(rows)
     rows = [r for r in rows if r["id"] not in unreadable]
     items = [
@@ -147,7 +194,12 @@ def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
         )
         for r in rows
     ]
-    outcomes = charge_many(items)
+    if resubmit:
+        outcomes = resubmit_many(
+            [(item, _sent_to(r)) for item, r in zip(items, rows, strict=True)]
+        )
+    else:
+        outcomes = charge_many(items, before_failover=_record_failover)
     counts = record_outcomes(list(zip((r["id"] for r in rows), outcomes, strict=True)))
     if unreadable:  # nothing was sent for these: fail them for a human to see
         counts["failed"] = counts.get("failed", 0) + fail_with_dead_letter(
@@ -157,6 +209,12 @@ def charge_and_record(payment_ids: Sequence[str]) -> dict[str, int]:
             message="The card could not be read from the vault.",
         )
     return counts
+
+
+def _sent_to(row: dict) -> str:
+    """The gateway a processing payment's charge was (last) sent to; for one
+    claimed before it was recorded, the primary (always tried first)."""
+    return row["gateway"] or row["merchant__primary_gateway"]
 
 
 def _cards_for(rows: list[dict]) -> tuple[dict, dict[str, Exception]]:
@@ -305,34 +363,77 @@ def settle_batch(payment_ids: Sequence[str]) -> int:
 def resolve_processing(payment_ids: Sequence[str]) -> dict[str, int]:
     """Finish payments stuck in ``processing`` by a status inquiry, never a 2nd charge.
 
-    Found at a gateway: record it. Provably absent everywhere: the charge never
-    happened, so submit it (same idempotency key, so still at most one charge).
-    Still unknown: leave it for the next sweep.
+    Found at a gateway: record it. Found nowhere: that is no proof (a request
+    sent without an answer may still land, and a processor's search may lag),
+    so re-submit it to the gateway it was sent to, under the same idempotency
+    key, and nowhere else; if that gateway cannot take it now (breaker open),
+    the next sweep tries again. Still unknown SURGE_UNKNOWN_ESCALATE_AFTER
+    after it was accepted: a dead letter (stage ``resolve``) asks a human to
+    look, and the inquiries go on.
     """
     rows = list(
         Payment.objects.filter(pk__any_of=payment_ids, status=S.PROCESSING).values(
-            "id", "merchant__primary_gateway", "merchant__secondary_gateway"
+            *_CHARGE_FIELDS
         )
     )
     found: list[tuple[str, object]] = []
-    absent: list[str] = []
+    absent: list[dict] = []
     for r in rows:
         try:
             outcome = resolve_charge(
                 payment_id=r["id"],
                 primary=r["merchant__primary_gateway"],
                 secondary=r["merchant__secondary_gateway"],
+                sent_to=_sent_to(r),
             )
         except Exception as exc:  # inquiry itself failed: try again next sweep
             logger.warning("inquiry for %s failed: %s", r["id"], type(exc).__name__)
             continue
         if outcome is None:
-            absent.append(r["id"])
+            absent.append(r)
         else:
             found.append((r["id"], outcome))
     counts = record_outcomes(found) if found else {}
     if absent:
-        recharged = charge_and_record(absent)
-        for key, value in recharged.items():
+        resubmitted = _charge_and_record(absent, resubmit=True)
+        for key, value in resubmitted.items():
             counts[key] = counts.get(key, 0) + value
+    escalated = escalate_unknown(rows)
+    if escalated:
+        counts["escalated"] = escalated
     return counts
+
+
+def escalate_unknown(rows: Sequence[dict]) -> int:
+    """Open (or bump) a ``resolve`` dead letter for each of these payments
+    still ``processing`` SURGE_UNKNOWN_ESCALATE_AFTER after it was accepted.
+
+    A payment whose ``resolve`` letter a person has already resolved is not
+    escalated again: they have looked. Nothing here changes the payment.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.SURGE_UNKNOWN_ESCALATE_AFTER)
+    old = {r["id"]: r for r in rows if r["created_at"] < cutoff}
+    if not old:
+        return 0
+    looked_at = DeadLetter.objects.filter(
+        payment_id__in=list(old),
+        stage=RESOLVE_STAGE,
+        status=DeadLetter.Status.RESOLVED,
+    ).values("payment_id")
+    still = set(
+        Payment.objects.filter(pk__any_of=list(old), status=S.PROCESSING)
+        .exclude(pk__in=looked_at)
+        .values_list("id", flat=True)
+    )
+    for pid in still:
+        dead_letter_record(
+            stage=RESOLVE_STAGE,
+            error_class=UnknownOutcome.__name__,
+            message=(
+                f"Accepted {old[pid]['created_at'].isoformat()}; its outcome at "
+                f"{_sent_to(old[pid])} is still unknown. Inquiries continue; it "
+                "is never charged on another gateway."
+            ),
+            payment_id=pid,
+        )
+    return len(still)

@@ -1,4 +1,6 @@
-"""The sweeper: re-drive every payment left in a non-terminal state too long.
+"""The sweeper: re-drive every payment left in a non-terminal state too long,
+and every pending refund whose next attempt is due; and note the outcome of
+replayed dead letters whose work has finished (``services.replay``).
 
 The database is the source of truth and the broker only a wake-up, so if every
 broker message is lost the sweeper still finishes every payment. Each re-drive
@@ -14,8 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from payments import sql
-from payments.models import Refund
 from payments.services.handoff import send
+from payments.services.refunds import refunds_lease_due
+from payments.services.replay import dead_letters_replay_finish
 from payments.state import RefundStatus
 from payments.workflow import PAYMENT_STEPS, REFUND_STEPS
 
@@ -40,12 +43,13 @@ def sweep(
         if by_status[status]:
             send(step, by_status[status])
             counts[status] = len(by_status[status])
-    stale_refunds = list(
-        Refund.objects.filter(status=RefundStatus.PENDING, created_at__lt=cutoff)
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    if stale_refunds:  # the gateway call is keyed by refund id: a repeat is safe
-        send(REFUND_STEPS[RefundStatus.PENDING], stale_refunds)
-        counts["refund"] = len(stale_refunds)
+    # Pending refunds whose next attempt is due (or that were lost), leased;
+    # the gateway call is keyed by refund id, so a repeat is safe.
+    due_refunds = refunds_lease_due(stale_after=older_than, limit=limit)
+    if due_refunds:
+        send(REFUND_STEPS[RefundStatus.PENDING], due_refunds)
+        counts["refund"] = len(due_refunds)
+    finished = dead_letters_replay_finish()
+    if finished:
+        counts["replay_finished"] = finished
     return counts

@@ -306,3 +306,60 @@ def test_no_pan_in_logs_or_exception_text(sim, sim_b, caplog):
     for pan in (VISA, CARD_DECLINED, PROCESSING_ERROR):
         assert pan not in text
     assert "4242" in repr(Card(VISA)) and VISA not in repr(Card(VISA))
+
+
+def _item(payment_id: str, **route) -> ChargeItem:
+    route = route or {"primary": "simulator", "secondary": "simulator_b"}
+    return ChargeItem(
+        payment_id=payment_id, merchant_id="mer_1", amount=1000, currency="usd",
+        card=Card(VISA), **route,
+    )  # fmt: skip
+
+
+def test_failover_is_announced_before_the_secondary_is_charged(sim, sim_b):
+    control(sim, outage=True)
+    announced = []
+
+    def before_failover(moves):
+        # Nothing has reached the secondary yet when the caller is told.
+        announced.append((moves, len(charge_records("simulator_b"))))
+
+    [outcome, declined] = charge_many(
+        [_item("pay_1"), _item("pay_2", primary="simulator")],
+        before_failover=before_failover,
+    )
+    assert outcome.gateway == "simulator_b"
+    assert isinstance(declined, RetryableSafe)  # no secondary: not charged
+    assert announced == [([("pay_1", "simulator_b")], 0)]
+
+
+def test_resubmit_goes_only_to_the_named_gateway_under_the_same_key(sim, sim_b):
+    outcome = services.resubmit(_item("pay_1"), "simulator_b")
+    assert outcome.gateway == "simulator_b"
+    again = services.resubmit(_item("pay_1"), "simulator_b")
+    assert again.reference == outcome.reference  # the first charge, found
+    [record] = charge_records("simulator_b")
+    assert record.idempotency_key == idempotency_key_for("pay_1", "simulator_b")
+    assert charge_records("simulator") == []
+
+
+def test_resubmit_with_the_breaker_open_waits_and_never_fails_over(sim, sim_b):
+    control(sim, outage=True)
+    _charge("pay_trip")  # opens the primary's breaker, fails over
+    control(sim, outage=False)
+    assert breaker_state("simulator") == "open"
+    sent = sim.simulator.stats["requests"]
+    with pytest.raises(UnknownOutcome):
+        services.resubmit(_item("pay_1"), "simulator")
+    assert sim.simulator.stats["requests"] == sent  # nothing sent
+    assert [r.payment_id for r in charge_records("simulator_b")] == ["pay_trip"]
+
+
+def test_resubmit_answered_not_processed_is_still_unknown(sim, sim_b):
+    # A "not processed" reply to a re-submission does not prove the first
+    # request will not land: it is left for a later sweep, not failed.
+    with pytest.raises(UnknownOutcome):
+        services.resubmit(_item("pay_1", primary="simulator"), "dead")
+    assert services.resubmit_many([(_item("pay_2"), "simulator")])[0].gateway == (
+        "simulator"
+    )

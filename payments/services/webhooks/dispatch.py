@@ -8,7 +8,7 @@ commit horizon (``horizon_ms``), so an event committed late is not skipped.
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -146,29 +146,39 @@ def _dispatch_round(batch_size: int) -> tuple[int, int, bool]:
         ]
         payloads = event_payloads({row[0]: row for _, row in wanted}.values())
         now = timezone.now()
-        # Ids of one millisecond sort randomly: hand them out sorted, so the
-        # deliveries list (newest first, by id) follows the events' order.
-        ids = sorted(whd_id() for _ in wanted)
-        WebhookDelivery.objects.bulk_create(
-            [
-                WebhookDelivery(
-                    id=delivery_id,
-                    endpoint_id=endpoint.pk,
-                    event_id=row[0],
-                    event_type=row[1],
-                    payment_id=row[3] or "",
-                    payload=payloads[row[0]],
-                    next_attempt_at=now,
-                )
-                for delivery_id, (endpoint, row) in zip(ids, wanted, strict=True)
-            ],
-            batch_size=1000,
-            ignore_conflicts=True,
+        deliveries_create(
+            [(endpoint.pk, row) for endpoint, row in wanted], payloads, now
         )
         WebhookEndpoint.objects.filter(
             pk__in=[e.pk for e in endpoints], cursor__lt=bound
         ).update(cursor=bound)
     return len(rows), len(wanted), more
+
+
+def deliveries_create(
+    wanted: Sequence[tuple[str, tuple]], payloads: dict[str, dict], now
+) -> None:
+    """A pending delivery, due ``now``, for each (endpoint id, event row); one
+    that exists already (endpoint, event) is left as it is."""
+    # Ids of one millisecond sort randomly: hand them out sorted, so the
+    # deliveries list (newest first, by id) follows the events' order.
+    ids = sorted(whd_id() for _ in wanted)
+    WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                id=delivery_id,
+                endpoint_id=endpoint_id,
+                event_id=row[0],
+                event_type=row[1],
+                payment_id=row[3] or "",
+                payload=payloads[row[0]],
+                next_attempt_at=now,
+            )
+            for delivery_id, (endpoint_id, row) in zip(ids, wanted, strict=True)
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
 
 
 def event_payloads(rows: Iterable[tuple]) -> dict[str, dict]:

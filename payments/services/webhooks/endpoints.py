@@ -19,10 +19,15 @@ from django.utils import timezone
 from core.errors import Conflict, InvalidRequest
 from payments.error_codes import ErrorCode
 from payments.exceptions import EventNotFound
-from payments.models import Event, Merchant, WebhookDelivery, WebhookEndpoint, whd_id
+from payments.models import Event, Merchant, WebhookDelivery, WebhookEndpoint
 from payments.selectors import events_created_between
 from payments.services.webhooks import egress
-from payments.services.webhooks.dispatch import event_payloads, id_at, now_ms
+from payments.services.webhooks.dispatch import (
+    deliveries_create,
+    event_payloads,
+    id_at,
+    now_ms,
+)
 from payments.state import EVENT_FOR_STATUS
 
 logger = logging.getLogger(__name__)
@@ -410,23 +415,7 @@ def webhook_endpoint_resend(
         )
         fresh = [row for row in rows if row[0] not in known]
         payloads = event_payloads(fresh)
-        WebhookDelivery.objects.bulk_create(
-            [
-                WebhookDelivery(
-                    id=delivery_id,
-                    endpoint_id=endpoint.pk,
-                    event_id=row[0],
-                    event_type=row[1],
-                    payment_id=row[3] or "",
-                    payload=payloads[row[0]],
-                    next_attempt_at=now,
-                )
-                for delivery_id, row in zip(
-                    sorted(whd_id() for _ in fresh), fresh, strict=True
-                )
-            ],
-            ignore_conflicts=True,
-        )
+        deliveries_create([(endpoint.pk, row) for row in fresh], payloads, now)
     return len(rows)
 
 

@@ -188,12 +188,7 @@ class Stack:
             "--port", str(self.sim_port), "--latency-ms", f"{lo}-{hi}",
             nice=self.args.pipeline_nice,
         )  # fmt: skip
-        self.start(
-            "web", str(BIN / "gunicorn"), "config.wsgi:application",
-            "-b", f"127.0.0.1:{self.web_port}", "-k", "gthread",
-            "-w", str(self.args.web_workers), "--threads", str(self.args.web_threads),
-            "--backlog", "4096", "--log-level", "warning",
-        )  # fmt: skip
+        self.start("web", *web_server_argv(self.args, self.web_port))
         pipeline = not self.args.intake_only
         for i in range(self.args.workers if pipeline else 0):
             self.start(
@@ -308,6 +303,25 @@ class Stack:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def web_server_argv(args, port: int) -> list[str]:
+    """The web tier: gunicorn gthread (the product's server) or granian (a Rust
+    HTTP server with a WSGI interface, measured for issue #21), each with
+    ``--web-workers`` processes of ``--web-threads`` threads."""
+    if args.server == "granian":
+        return [
+            str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(args.web_workers),
+            "--blocking-threads", str(args.web_threads), "--backlog", "4096",
+            "--log-level", "warning", "--no-ws", "config.wsgi:application",
+        ]  # fmt: skip
+    return [
+        str(BIN / "gunicorn"), "config.wsgi:application",
+        "-b", f"127.0.0.1:{port}", "-k", "gthread",
+        "-w", str(args.web_workers), "--threads", str(args.web_threads),
+        "--backlog", "4096", "--log-level", "warning",
+    ]  # fmt: skip
 
 
 _BASELINE_DDL = (
@@ -828,6 +842,10 @@ def parser() -> argparse.ArgumentParser:
         "first and the pipeline takes the rest. Default 0 (equal): at 10, a "
         "100,000-payment single burst ended with the pipeline 25 s behind",
     )  # fmt: skip
+    p.add_argument(
+        "--server", default="gunicorn", choices=["gunicorn", "granian"],
+        help="the web server (gunicorn gthread is the product's)",
+    )  # fmt: skip
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--web-threads", type=int, default=8)
     p.add_argument("--task-batch", type=int, default=500)
@@ -890,7 +908,7 @@ def main(argv=None) -> int:
 # default is a variant, and its row says so.
 VARIANT_OPTIONS = (
     "connections", "workers", "concurrency", "pool", "prefetch", "relays",
-    "pipeline_nice", "web_workers", "web_threads", "task_batch", "latency_ms",
+    "pipeline_nice", "server", "web_workers", "web_threads", "task_batch", "latency_ms",
     "merchants",
 )  # fmt: skip
 # The stack's processes inherit the bench's environment: settings read from
@@ -1176,6 +1194,10 @@ def run_scenario(args) -> int:
         _ratio(args, stack, load, n_base, extra_rows)
         figures = db_figures()
         checks = verify(stack, expected)
+        # A refused request is a payment the burst lost: a run with one fails.
+        checks["every request accepted"] = not load.errors and (
+            load.warmup is None or not load.warmup.errors
+        )
         args.accepted_per_s = report(
             args, load, figures, checks, stack.peak_memory_mb(), t_start, t_final,
             per_request=1000 if args.scenario == "burst-batch" else 1,

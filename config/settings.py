@@ -342,6 +342,10 @@ SURGE_RATE_LIMIT_FAIL_CLOSED = env.bool("SURGE_RATE_LIMIT_FAIL_CLOSED", default=
 SURGE_RATE_LIMIT_TIMEOUT_SECONDS = env.float(
     "SURGE_RATE_LIMIT_TIMEOUT_SECONDS", default=0.1
 )
+# Requests a web process may take from Redis at once for a busy key, spent
+# without a round trip for up to a second; only from the upper half of a
+# bucket of 200 or more (core/ratelimit.py). 0: every request asks Redis.
+SURGE_RATE_LIMIT_LEASE = env.int("SURGE_RATE_LIMIT_LEASE", default=16)
 
 # --- Vault ------------------------------------------------------------------
 # VAULT_KEYS="k2:<base64 32 bytes>,k1:<base64>" - the first seals, all open.
@@ -414,7 +418,8 @@ WEBHOOK_ALLOWED_NETWORKS = [
 WEBHOOK_DISABLE_AFTER = env.int("WEBHOOK_DISABLE_AFTER", default=3 * 86400)
 
 # JSON a line (core/logs.py); LOG_FORMAT=console for a person at a terminal.
-logs.configure()
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+logs.configure(LOG_LEVEL)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -427,7 +432,7 @@ LOGGING = {
             "filters": ["redact_pan"],
         }
     },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # httpx logs a line per gateway request: noise at thousands per second.
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

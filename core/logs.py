@@ -9,8 +9,9 @@ Context travels in contextvars: a request's middleware binds the request id,
 authentication the merchant, a Celery task its name and id.
 """
 
+import logging
+import os
 import re
-import uuid
 
 import structlog
 
@@ -62,8 +63,12 @@ def formatter(fmt: str) -> dict:
     }
 
 
-def configure() -> None:
-    """structlog's loggers hand their events to the stdlib handlers."""
+def configure(level: str = "INFO") -> None:
+    """structlog's loggers hand their events to the stdlib handlers.
+
+    A call below ``level`` (the root logger's) returns at once: the filtering
+    wrapper makes ``logger.info`` a no-op at WARNING, where a processor that
+    drops the event would first have built it (every request logs one)."""
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
@@ -71,7 +76,9 @@ def configure() -> None:
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         cache_logger_on_first_use=True,
     )
 
@@ -94,9 +101,10 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        clear()
+        # The context is cleared when each request ends (``finally``), so
+        # a thread's next request starts without it.
         given = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
         bind(request_id=request_id)
         try:
             response = self.get_response(request)

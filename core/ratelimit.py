@@ -2,8 +2,10 @@
 
 A request may be subject to several limits at once (its API key's rate, its
 merchant's payments a minute and an hour). The script refills every bucket
-from Redis's own clock, and takes ``cost`` tokens from all of them or from
-none: a request refused by the hour's quota leaves the minute's untouched.
+from Redis's own clock, and takes each bucket's cost from all of them or from
+none: a request refused by the hour's quota leaves the minute's untouched. A
+batch of 1,000 payments costs its key's bucket one request and its merchant's
+quotas 1,000 payments.
 One round trip whatever the number of limits, atomic across processes and
 hosts (Redis runs a script alone), so N concurrent requests against M tokens
 get exactly M through.
@@ -27,19 +29,23 @@ import redis
 
 logger = logging.getLogger(__name__)
 
-# KEYS: one hash per bucket. ARGV: cost, then (rate a second, capacity) per key.
-# Returns {allowed (0/1), wait ms, index of the binding bucket (1-based),
-# tokens left per bucket...}; wait is -1 when the cost exceeds a capacity
-# (no wait would ever do).
+# KEYS: one hash per bucket. ARGV: (rate a second, capacity, cost) per key,
+# then the lease wanted (extra requests of the same costs, 0 for none). One
+# string comes back, "allowed wait binding leased left1 left2 ...": wait is
+# the ms until the binding bucket allows (-1 when the cost exceeds a
+# capacity: no wait would ever do), leased the extra requests granted and
+# already taken from every bucket, left the tokens then left in each.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cost = tonumber(ARGV[1])
+local n = #KEYS
+local want = tonumber(ARGV[3 * n + 1])
 local left, wait, binding = {}, 0, 1
 local tightest = 2
-for i = 1, #KEYS do
-  local rate = tonumber(ARGV[2 * i])
-  local cap = tonumber(ARGV[2 * i + 1])
+for i = 1, n do
+  local rate = tonumber(ARGV[3 * i - 2])
+  local cap = tonumber(ARGV[3 * i - 1])
+  local cost = tonumber(ARGV[3 * i])
   local state = redis.call('HMGET', KEYS[i], 't', 'ts')
   local tokens = tonumber(state[1]) or cap
   local ts = tonumber(state[2]) or now
@@ -54,22 +60,28 @@ for i = 1, #KEYS do
   if wait == 0 and (tokens - cost) / cap < tightest then
     tightest, binding = (tokens - cost) / cap, i
   end
+  -- A lease only from the half of a bucket above its middle: near its limit
+  -- every request is decided here, one at a time.
+  if want > 0 and cost > 0 then
+    want = math.min(want, math.floor((tokens - cost - cap / 2) / cost))
+  end
 end
 if wait ~= 0 then
-  local out = {0, wait, binding}
-  for i = 1, #KEYS do out[#out + 1] = math.floor(left[i]) end
-  return out
+  local out = {0, wait, binding, 0}
+  for i = 1, n do out[#out + 1] = math.floor(left[i]) end
+  return table.concat(out, ' ')
 end
-local out = {1, 0, binding}
-for i = 1, #KEYS do
-  local rate = tonumber(ARGV[2 * i])
-  local cap = tonumber(ARGV[2 * i + 1])
-  local tokens = left[i] - cost
+if want < 0 then want = 0 end
+local out = {1, 0, binding, want}
+for i = 1, n do
+  local rate = tonumber(ARGV[3 * i - 2])
+  local cap = tonumber(ARGV[3 * i - 1])
+  local tokens = left[i] - tonumber(ARGV[3 * i]) * (1 + want)
   redis.call('HSET', KEYS[i], 't', tostring(tokens), 'ts', tostring(now))
   redis.call('PEXPIRE', KEYS[i], math.ceil(cap * 1000 / rate) + 1000)
   out[#out + 1] = math.floor(tokens)
 end
-return out
+return table.concat(out, ' ')
 """
 
 
@@ -112,6 +124,16 @@ def _pack(*parts: bytes) -> bytes:
     return b"".join(out)
 
 
+@dataclass(slots=True)
+class _Lease:
+    """Requests of one set of buckets (one token from each) that Redis has
+    already granted this process, to be spent here until ``expires``."""
+
+    left: int
+    expires: float
+    remaining: list[int]  # each bucket's tokens in Redis after the grant
+
+
 class Limiter:
     """Checks and takes from several buckets at once (see the module docs).
 
@@ -121,6 +143,15 @@ class Limiter:
     own CPU (docs/performance.md). After a Redis failure it does not ask
     again for ``backoff`` seconds: a dead Redis costs each request nothing,
     not a timeout each.
+
+    Leases: where every bucket of a request holds at least ``lease_min``
+    tokens (a limit far above one request), the script may grant up to
+    ``lease`` more requests of the same kind at once, taken from Redis then
+    and spent by this process, without a round trip, for ``lease_seconds``.
+    Only the half of a bucket above its middle is ever leased, so a limit is
+    decided request by request as it nears its end; nothing is ever granted
+    twice, so a limit is never exceeded; a lease left unspent when it expires
+    makes the limit stricter by at most ``lease`` requests a process.
     """
 
     def __init__(
@@ -130,9 +161,13 @@ class Limiter:
         prefix: str = "surge:rl:",
         timeout: float = 0.1,
         backoff: float = 1.0,
+        lease: int = 16,
+        lease_min: int = 200,
+        lease_seconds: float = 1.0,
     ):
         self.prefix = prefix
         self.backoff = backoff
+        self.lease, self.lease_min, self.lease_seconds = lease, lease_min, lease_seconds
         self._client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
@@ -141,30 +176,79 @@ class Limiter:
         self._sha = self._sha.encode()
         self._local = threading.local()
         self._down_until = 0.0
+        self._leases: dict[tuple, _Lease] = {}
+        self._lock = threading.Lock()
 
-    def take(self, buckets: Sequence[Bucket], cost: int = 1) -> Decision:
+    def take(
+        self, buckets: Sequence[Bucket], costs: Sequence[int] | None = None
+    ) -> Decision:
+        """Take ``costs[i]`` tokens from ``buckets[i]`` (one each by default),
+        from all of them or, if any is short, from none."""
+        if costs is None:
+            costs = [1] * len(buckets)
+        elif len(costs) != len(buckets):
+            raise ValueError("one cost per bucket")
+        leasable = self.lease > 0 and all(
+            c == 1 and b.capacity >= self.lease_min
+            for b, c in zip(buckets, costs, strict=True)
+        )
+        if leasable:
+            decision = self._from_lease(buckets)
+            if decision is not None:
+                return decision
         if time.monotonic() < self._down_until:
             raise Unavailable("rate limiter backing off after a Redis failure")
-        args = [str(cost).encode()]
-        for bucket in buckets:
-            args += [repr(float(bucket.rate)).encode(), str(bucket.capacity).encode()]
+        args = []
+        for bucket, cost in zip(buckets, costs, strict=True):
+            args += [
+                repr(float(bucket.rate)).encode(),
+                str(bucket.capacity).encode(),
+                str(int(cost)).encode(),
+            ]
+        args.append(str(self.lease if leasable else 0).encode())
         keys = [(self.prefix + b.key).encode() for b in buckets]
         command = _pack(b"EVALSHA", self._sha, str(len(keys)).encode(), *keys, *args)
         try:
-            allowed, wait, binding, *left = self._call(command)
+            reply = self._call(command)
+            allowed, wait, binding, leased, *left = map(int, reply.split())
         except redis.RedisError as exc:
             self._drop_connection()
             self._down_until = time.monotonic() + self.backoff
             raise Unavailable(str(exc)) from exc
+        if leased:
+            lease = _Lease(leased, time.monotonic() + self.lease_seconds, left)
+            with self._lock:
+                self._leases[tuple(b.key for b in buckets)] = lease
         bucket = buckets[binding - 1]
         return Decision(
             allowed=bool(allowed),
             retry_after=None if wait < 0 else math.ceil(wait / 1000),
             binding=bucket,
-            remaining=max(0, left[binding - 1]),
+            # What this caller may still take: the lease it holds counts.
+            remaining=max(0, left[binding - 1] + leased * costs[binding - 1]),
         )
 
-    def _call(self, command: bytes) -> list[int]:
+    def _from_lease(self, buckets: Sequence[Bucket]) -> Decision | None:
+        """One request from this process's lease on these buckets, if it holds one."""
+        key = tuple(b.key for b in buckets)
+        with self._lock:
+            lease = self._leases.get(key)
+            if lease is None:
+                return None
+            if lease.left <= 0 or time.monotonic() >= lease.expires:
+                del self._leases[key]
+                return None
+            lease.left -= 1
+            left = lease.left
+            remaining = lease.remaining
+        # The tightest bucket after this request, as the script would say.
+        i = min(
+            range(len(buckets)),
+            key=lambda j: (remaining[j] + left) / buckets[j].capacity,
+        )
+        return Decision(True, 0, buckets[i], max(0, remaining[i] + left))
+
+    def _call(self, command: bytes) -> bytes:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._client.connection_pool.get_connection()
@@ -185,6 +269,8 @@ class Limiter:
 
     def reset(self, buckets: Sequence[Bucket]) -> None:
         """Forget the buckets' state (tests, an operator raising a limit now)."""
+        with self._lock:
+            self._leases.clear()
         self._client.delete(*[self.prefix + b.key for b in buckets])
 
 

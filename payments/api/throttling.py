@@ -8,6 +8,7 @@ Redis down: the request is allowed (availability first) with a logged warning
 and a metric, unless ``SURGE_RATE_LIMIT_FAIL_CLOSED`` is set.
 """
 
+import functools
 import logging
 import time
 
@@ -32,7 +33,9 @@ def limiter() -> Limiter | None:
     global _limiter
     if _limiter is None and settings.SURGE_RATE_LIMIT_ENABLED and settings.REDIS_URL:
         _limiter = Limiter(
-            settings.REDIS_URL, timeout=settings.SURGE_RATE_LIMIT_TIMEOUT_SECONDS
+            settings.REDIS_URL,
+            timeout=settings.SURGE_RATE_LIMIT_TIMEOUT_SECONDS,
+            lease=settings.SURGE_RATE_LIMIT_LEASE,
         )
     return _limiter
 
@@ -43,20 +46,34 @@ def reset_limiter() -> None:
     _limiter = None
 
 
-def buckets_for(merchant, key_prefix: str, payments: int) -> list[Bucket]:
+def buckets_for(merchant, key_prefix: str, payments: int) -> tuple[Bucket, ...]:
     """The buckets a request takes from: its key's, and for a request that
     creates payments, its merchant's quotas. Merchant overrides win."""
-    rate = merchant.rate_limit_per_second or settings.SURGE_RATE_LIMIT_PER_SECOND
-    burst = merchant.rate_limit_burst or settings.SURGE_RATE_LIMIT_BURST
-    buckets = [Bucket(f"key:{key_prefix}", "key", float(rate), max(burst, 1))]
-    if payments:
-        minute = merchant.payments_per_minute or settings.SURGE_PAYMENTS_PER_MINUTE
-        hour = merchant.payments_per_hour or settings.SURGE_PAYMENTS_PER_HOUR
-        buckets += [
-            Bucket(f"minute:{merchant.pk}", "minute", minute / 60, minute),
-            Bucket(f"hour:{merchant.pk}", "hour", hour / 3600, hour),
-        ]
-    return buckets
+    return _buckets(
+        key_prefix,
+        merchant.pk,
+        merchant.rate_limit_per_second or settings.SURGE_RATE_LIMIT_PER_SECOND,
+        merchant.rate_limit_burst or settings.SURGE_RATE_LIMIT_BURST,
+        (merchant.payments_per_minute or settings.SURGE_PAYMENTS_PER_MINUTE)
+        if payments
+        else 0,
+        merchant.payments_per_hour or settings.SURGE_PAYMENTS_PER_HOUR,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _buckets(
+    key_prefix: str, merchant_id: str, rate: int, burst: int, minute: int, hour: int
+) -> tuple[Bucket, ...]:
+    """The same limits make the same buckets: built once, not per request."""
+    key = Bucket(f"key:{key_prefix}", "key", float(rate), max(burst, 1))
+    if not minute:
+        return (key,)
+    return (
+        key,
+        Bucket(f"minute:{merchant_id}", "minute", minute / 60, minute),
+        Bucket(f"hour:{merchant_id}", "hour", hour / 3600, hour),
+    )
 
 
 class LimiterUnavailable(APIException):
@@ -78,8 +95,10 @@ class MerchantRateThrottle(BaseThrottle):
         count = getattr(view, "payments_requested", None)
         payments = count(request) if count is not None else 0
         buckets = buckets_for(merchant, request.auth, payments)
+        # The key's bucket counts requests; the merchant's quotas, payments.
+        costs = [1] + [payments] * (len(buckets) - 1)
         try:
-            decision = active.take(buckets, cost=max(payments, 1))
+            decision = active.take(buckets, costs)
         except Unavailable as exc:
             return self._unavailable(exc)
         request._request.surge_rate_limit = policy_headers(decision)

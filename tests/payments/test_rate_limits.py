@@ -181,6 +181,21 @@ def test_a_batch_counts_its_payments():
     assert batch(api, token, 2, "b3").status_code == 202
 
 
+def test_a_batch_costs_its_key_one_request_and_its_merchant_its_payments():
+    # Payroll batches of 1,000 through a key whose burst is 3 requests: the
+    # key's bucket counts requests, only the merchant's quotas count payments.
+    merchant, secret, token = merchant_with(
+        rate_limit_per_second=1, rate_limit_burst=3, payments_per_hour=2_000
+    )
+    api = client(secret)
+    assert batch(api, token, 1000, "big1").status_code == 202
+    assert batch(api, token, 1000, "big2").status_code == 202
+    assert Payment.objects.filter(merchant=merchant).count() == 2000
+    refused = batch(api, token, 50, "big3")  # the hour's 2,000 are spent
+    assert refused.status_code == 429
+    assert refused["RateLimit"].startswith('"hour";r=')
+
+
 def test_a_batch_larger_than_the_whole_quota_is_a_400_not_a_wait():
     merchant, secret, token = merchant_with(payments_per_minute=5)
     resp = batch(client(secret), token, 6, "big")

@@ -216,9 +216,17 @@ class Limiter:
             self._down_until = time.monotonic() + self.backoff
             raise Unavailable(str(exc)) from exc
         if leased:
-            lease = _Lease(leased, time.monotonic() + self.lease_seconds, left)
+            now = time.monotonic()
+            key = tuple(b.key for b in buckets)
             with self._lock:
-                self._leases[tuple(b.key for b in buckets)] = lease
+                held = self._leases.get(key)
+                if held is not None and held.left > 0 and now < held.expires:
+                    # Another thread's lease arrived first: keep both.
+                    held.left += leased
+                    held.expires = now + self.lease_seconds
+                    held.remaining = left
+                else:
+                    self._leases[key] = _Lease(leased, now + self.lease_seconds, left)
         bucket = buckets[binding - 1]
         return Decision(
             allowed=bool(allowed),

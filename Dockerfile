@@ -1,4 +1,4 @@
-# Production image: slim base, non-root user, gunicorn (gthread).
+# Production image: slim base, non-root user, granian (WSGI).
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     SURGE_ENV=production SURGE_VAR_DIR=/var/lib/surge
@@ -7,7 +7,7 @@ COPY requirements.txt requirements.lock ./
 RUN pip install -r requirements.txt -c requirements.lock
 COPY . .
 # Static files (the admin's, the offline API docs') are collected into the
-# image and served by whitenoise from gunicorn; collectstatic opens no database
+# image and served by whitenoise from the web server; collectstatic opens no database
 # connection, so the URL below only has to be a valid PostgreSQL one.
 RUN useradd --system --uid 10001 --home /app surge \
     && mkdir -p /var/lib/surge && chown surge /var/lib/surge \
@@ -26,6 +26,11 @@ EXPOSE 8000
 # image that serve no HTTP on 8000 (worker, relay, beat) override it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=2)"]
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", \
-     "--worker-class", "gthread", "--workers", "2", "--threads", "8", \
-     "--max-requests", "100000", "--max-requests-jitter", "5000"]
+# granian: HTTP parsed in Rust, the Django app in 8 threads a process; a
+# worker that dies is respawned and one past 512 MB replaced (gunicorn's
+# --max-requests did the latter). Why granian: bench/RESULTS.md (issue #21).
+CMD ["granian", "--interface", "wsgi", "--no-ws", "--host", "0.0.0.0", \
+     "--port", "8000", "--workers", "2", "--blocking-threads", "8", \
+     "--respawn-failed-workers", "--workers-max-rss", "512", \
+     "--workers-kill-timeout", "30", "--log-level", "info", \
+     "config.wsgi:application"]

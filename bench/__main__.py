@@ -6,7 +6,8 @@
     python -m bench --scenario steady --rate 300 --duration 180
     python -m bench --scenario baseline --rate 800
 
-It creates a fresh database, starts gunicorn (gthread), Celery workers, the
+It creates a fresh database, starts the web server (granian, as in production;
+gunicorn gthread with --server gunicorn), Celery workers, the
 relay, beat and the gateway simulator (20-50 ms latency) itself, drives the
 load, waits until every accepted payment is final, verifies (all final, no
 duplicates, one gateway charge per settled payment, reconcile clean), prints a
@@ -306,8 +307,8 @@ class Stack:
 
 
 def web_server_argv(args, port: int) -> list[str]:
-    """The web tier: gunicorn gthread (the product's server) or granian (a Rust
-    HTTP server with a WSGI interface, measured for issue #21), each with
+    """The web tier: granian (the product's server since issue #21: HTTP parsed
+    in Rust) or gunicorn gthread (the one before), each with
     ``--web-workers`` processes of ``--web-threads`` threads."""
     if args.server == "granian":
         return [
@@ -850,8 +851,9 @@ def parser() -> argparse.ArgumentParser:
         "100,000-payment single burst ended with the pipeline 25 s behind",
     )  # fmt: skip
     p.add_argument(
-        "--server", default="gunicorn", choices=["gunicorn", "granian"],
-        help="the web server (gunicorn gthread is the product's)",
+        "--server", default="granian", choices=["granian", "gunicorn"],
+        help="the web server (granian is the product's; gunicorn gthread the "
+        "one before it)",
     )  # fmt: skip
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--web-threads", type=int, default=8)

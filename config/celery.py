@@ -3,11 +3,12 @@ import os
 
 from celery import Celery, signals
 
-from core import tracing
+from core import fsbroker, tracing
 from core.memory import HeapTrimmer
 from core.metrics_server import close_inherited, serve_metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+fsbroker.register()  # make run's broker: whole messages only
 
 app = Celery("surge")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -2,7 +2,7 @@
 
 With no DATABASE_URL it starts the embedded PostgreSQL (config/embedded_db.py),
 then migrates, collects static files, prints the demo merchant's key and runs
-the Procfile: gunicorn, Celery prefork workers, the relay and beat. Ctrl-C
+the Procfile: granian, Celery prefork workers, the relay and beat. Ctrl-C
 stops those first, then PostgreSQL, so nothing loses its database
 mid-shutdown and nothing outlives ``make run``.
 """
@@ -128,7 +128,7 @@ class Procfile:
     Not honcho: it stops each process group with SIGTERM and SIGKILLs it 5 s
     later. Celery's prefork children killed under their parent's warm shutdown
     can leave the parent waiting for good (seen here), and a warm shutdown
-    takes about that long. So SIGTERM goes to each program (gunicorn's master,
+    takes about that long. So SIGTERM goes to each program (granian's main process,
     Celery's main process), which stops its own children; whatever is left
     after ``grace`` seconds is killed, group by group.
     """

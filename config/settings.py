@@ -26,7 +26,7 @@ env = environ.Env()
 VAR_DIR = embedded_db.var_dir()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-# Counters and histograms from every process (gunicorn, Celery) are summed at
+# Counters and histograms from every process (the web server's, Celery) are summed at
 # /metrics; must be set before prometheus_client is imported.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ TEMPLATES = [
 
 def _process_name(argv: list[str] = sys.argv) -> str:
     prog = Path(argv[0]).name if argv else ""
-    if prog == "gunicorn" or "runserver" in argv:
+    if prog in ("granian", "gunicorn") or "runserver" in argv:
         return "surge-web"
     if prog == "celery":
         return "surge-beat" if "beat" in argv else "surge-worker"

@@ -103,7 +103,7 @@ class MadeRun:
     def docs_up(self) -> bool:
         assert self.proc.poll() is None, f"make run ended:\n{self.output()[-4000:]}"
         if f"Listening at: {self.url}" not in self.output():
-            return False  # not our gunicorn yet, whatever answers there
+            return False  # not our web server yet, whatever answers there
         try:
             return httpx.get(f"{self.url}/v1/docs", timeout=2).status_code == 200
         except httpx.TransportError:
@@ -262,7 +262,7 @@ def test_the_embedded_database_refuses_an_unbalanced_entry(made_run):
 def test_ctrl_c_stops_every_process_postgres_included(made_run):
     processes = made_run.processes()
     names = " ".join(map(_command, processes))
-    for program in ("gunicorn", "celery", "run_relay", "beat", "postgres"):
+    for program in ("granian", "celery", "run_relay", "beat", "postgres"):
         assert program in names, names
     made_run.ctrl_c()
     made_run.proc.wait(60)

@@ -35,3 +35,50 @@ def test_a_published_task_leaves_nothing_in_the_working_directory(tmp_path):
     broker = tmp_path / "var" / "broker"
     assert (broker / "control" / "validate.exchange").exists()
     assert list((broker / "out").glob("*.validate.msg"))
+
+
+def _visible_while_encoding(transport_module, channel_class, tmp_path):
+    """The message files a consumer could list while the message is encoded
+    (kombu's transport encodes after creating the file, ours before)."""
+    folder = tmp_path / channel_class.__module__
+    folder.mkdir()
+    channel = object.__new__(channel_class)
+    channel.__dict__["data_folder_out"] = str(folder)
+    seen = []
+    real = transport_module.dumps
+
+    def dumps(payload):
+        seen.extend(p.name for p in folder.iterdir() if p.name.endswith(".msg"))
+        return real(payload)
+
+    transport_module.dumps = dumps
+    try:
+        channel._put("validate", {"body": "x" * 1000})
+    finally:
+        transport_module.dumps = real
+    return seen, folder
+
+
+def test_a_message_is_never_seen_half_written(tmp_path):
+    """A consumer listing the folder while a message is written finds nothing
+    or the whole message: kombu's own transport showed it an empty file, and
+    the worker exited."""
+    from kombu.transport import filesystem
+
+    from core import fsbroker
+
+    theirs, _ = _visible_while_encoding(filesystem, filesystem.Channel, tmp_path)
+    assert theirs, "kombu's transport no longer creates the file first"
+    ours, folder = _visible_while_encoding(fsbroker, fsbroker.Channel, tmp_path)
+    assert ours == []
+    (message,) = folder.iterdir()
+    assert message.name.endswith(".validate.msg")
+    assert message.read_bytes().startswith(b'{"body": "xxx')
+
+
+def test_filesystem_means_the_whole_message_transport():
+    from kombu.transport import resolve_transport
+
+    from config.celery import app  # noqa: F401  (registers the transport)
+
+    assert resolve_transport("filesystem").__module__ == "core.fsbroker"

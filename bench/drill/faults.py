@@ -79,15 +79,24 @@ def plan(names: list[str], seed: int, window: float) -> Schedule:
     return Schedule(runs)
 
 
-def _control(port: int, body: dict) -> dict:
+def _control(port: int, body: dict, timeout: float = 30) -> dict:
+    """Change the simulator's knobs; while it refuses connections (the
+    gateway-down fault overlapping this one), try again until it listens."""
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/_control",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (http only)
-        return json.loads(resp.read())
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (http only)
+                return json.loads(resp.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 NORMAL = {

@@ -20,7 +20,6 @@ import fcntl
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from bench.loadgen import LoadResult, percentile, run_open_loop
 from bench.pgcpu import BackendCPU
-from bench.processes import free_port, wait_port
+from bench.processes import Processes, free_port, wait_port
 from bench.trace import Tracer
 from core.ratelimit import policy_headers
 
@@ -126,7 +125,8 @@ class Stack:
             "GATEWAY_SIMULATOR_URLS": f"simulator=http://127.0.0.1:{self.sim_port}",
             "PROMETHEUS_MULTIPROC_DIR": str(OUT / "prometheus"),
         }
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.processes = Processes(cwd=ROOT, env=self.env, logs=OUT)
+        self.procs: dict[str, subprocess.Popen] = self.processes.procs
         self.pg_cpu: BackendCPU | None = None
 
     def run(self, *argv: str) -> str:
@@ -138,13 +138,9 @@ class Stack:
         return done.stdout
 
     def start(self, name: str, *argv: str, nice: int = 0) -> None:
-        log = (OUT / f"{name}.log").open("w")
         if nice:
             argv = ("nice", "-n", str(nice), *argv)
-        self.procs[name] = proc = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        proc = self.processes.start(name, argv)
         if nice:
             _nice_autogroup(proc.pid, nice)
 
@@ -286,14 +282,7 @@ class Stack:
     def down(self) -> None:
         if self.pg_cpu is not None:
             self.pg_cpu.stop()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        self.processes.stop_all()
 
 
 _BASELINE_DDL = (

@@ -146,6 +146,7 @@ class DrillStack:
         base = self.dir / "rabbitmq"
         base.mkdir(exist_ok=True)
         (base / "enabled_plugins").write_text("[].\n")
+        (base / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq's
         (base / "rabbitmq.conf").write_text(
             "loopback_users.guest = true\n"
             f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
@@ -171,6 +172,7 @@ class DrillStack:
             "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
             "RABBITMQ_PID_FILE": str(base / "pid"),
             "RABBITMQ_LOGS": str(base / "log" / "node.log"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
         }
 
     def restart_rabbitmq(self, pause: float) -> None:

@@ -13,9 +13,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 from bench.processes import Processes, free_port, port_open, wait_port
 from config.embedded_db import EmbeddedPostgres
@@ -74,11 +74,15 @@ class DrillStack:
             broker_url = f"amqp://guest:guest@127.0.0.1:{self.amqp_port}//"
         else:
             broker_url = f"redis://127.0.0.1:{self.redis_port}/1"
-        pg_socket = quote(str(self.pg.data), safe="")
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SURGE_")},
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("SURGE_") and k != "DATABASE_URL"
+            },
+            # No DATABASE_URL: settings then use the embedded PostgreSQL under
+            # SURGE_VAR_DIR (config/embedded_db.py), i.e. this one.
             "SURGE_VAR_DIR": str(self.dir),
-            "DATABASE_URL": f"postgres://postgres@{pg_socket}/surge",
             "CELERY_BROKER_URL": broker_url,
             "REDIS_URL": redis_url,
             "SURGE_ENV": "bench",
@@ -98,6 +102,7 @@ class DrillStack:
         }
         for name in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
             os.environ.pop(name, None)  # never the shared servers by accident
+        self.exits: list[tuple[str, int, str]] = []
         self.procs = Processes(
             cwd=ROOT, env=self.env, logs=self.dir / "logs",
             pid_file=self.dir / "pids",
@@ -267,13 +272,28 @@ class DrillStack:
         self.procs.stop_all()
         self.pg.stop()
 
-    def check_alive(self) -> list[str]:
-        """The names of processes that died without the drill killing them."""
-        return [
-            name
-            for name, proc in list(self.procs.procs.items())
-            if proc.poll() is not None
-        ]
+    def supervise(self, stop: threading.Event, pause: float = 1.0) -> None:
+        """Restart any of Surge's processes that exits on its own, as systemd's
+        ``Restart=always`` or compose's ``restart: unless-stopped`` would; each
+        exit is noted in ``self.exits`` with the last error its log shows."""
+        watched = (*self.surge_processes(), "gateway-primary", "gateway-secondary")
+        while not stop.wait(0.5):
+            for name in watched:
+                proc = self.procs.procs.get(name)
+                if proc is None or proc.poll() is None:
+                    continue  # being restarted by a fault, or running
+                self.exits.append((name, proc.returncode, self._last_error(name)))
+                print(f"supervisor: {name} exited ({proc.returncode}); restarting",
+                      flush=True)  # fmt: skip
+                time.sleep(pause)
+                if self.procs.procs.get(name) is proc:  # no fault took it meanwhile
+                    self.start(name)
+
+    def _last_error(self, name: str) -> str:
+        for line in reversed(self.procs.log_tail(name, 20000).splitlines()):
+            if '"critical"' in line or '"error"' in line or "Error" in line:
+                return line[:300]
+        return ""
 
 
 def haproxy_binary() -> str | None:

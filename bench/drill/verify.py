@@ -18,9 +18,12 @@ class Check:
     name: str
     ok: bool
     detail: str
+    note: bool = False  # a row to read, not a verdict
 
     @property
     def verdict(self) -> str:
+        if self.note:
+            return "note"
         return "pass" if self.ok else "FAIL"
 
 

@@ -11,7 +11,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/surge
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format bench venv migrate clean browser
+.PHONY: run test lint format bench drill venv migrate clean browser haproxy
 
 venv: $(STAMP)
 
@@ -31,7 +31,7 @@ run: venv
 
 # promtool (tests/ops/test_alerts.py) comes with Debian's prometheus package,
 # installed when missing; the tests run only the binary, never the service.
-test: venv browser
+test: venv browser haproxy
 	@scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
@@ -65,6 +65,28 @@ BENCH_ARGS ?= --scenario all --duration 180
 bench: venv
 	@scripts/ensure-services.sh "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The drill (bench/drill/): 20,000 payments through two web servers behind
+# haproxy, two workers, relays and beats, with its own PostgreSQL, Redis (and
+# RabbitMQ with BROKER=rabbitmq) restarted under it while every fault runs;
+# prints the verdict and appends it to bench/DRILLS.md. More: DRILL_ARGS="--seed
+# N --payments N --faults kill-worker,postgres-restart".
+BROKER ?= redis
+DRILL_ARGS ?=
+
+drill: venv haproxy
+	@test "$(BROKER)" != rabbitmq || test -x /usr/lib/rabbitmq/bin/rabbitmq-server || { \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null; }
+	$(PY) -m bench.drill --broker $(BROKER) $(DRILL_ARGS)
+
+# The drill's load balancer (make drill, and make test's short drill): Debian's
+# haproxy, installed when missing; the drill runs its own, never the service.
+haproxy:
+	@command -v haproxy >/dev/null || { \
+	  echo "installing haproxy for the drill"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -21,7 +21,6 @@ import fcntl
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from bench.loadgen import LoadResult, percentile, run_open_loop
 from bench.pgcpu import BackendCPU
+from bench.processes import Processes, free_port, wait_port
 from bench.trace import Tracer
 from core.ratelimit import policy_headers
 
@@ -44,24 +44,9 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 CARDS = ["4242424242424242"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
+# The names the bench's own tools (memcheck) import.
+_free_port = free_port
+_wait_port = wait_port
 
 
 def autogroup_nice(pid: int) -> int | None:
@@ -141,7 +126,8 @@ class Stack:
             "GATEWAY_SIMULATOR_URLS": f"simulator=http://127.0.0.1:{self.sim_port}",
             "PROMETHEUS_MULTIPROC_DIR": str(OUT / "prometheus"),
         }
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.processes = Processes(cwd=ROOT, env=self.env, logs=OUT)
+        self.procs: dict[str, subprocess.Popen] = self.processes.procs
         self.pg_cpu: BackendCPU | None = None
 
     def run(self, *argv: str) -> str:
@@ -153,13 +139,9 @@ class Stack:
         return done.stdout
 
     def start(self, name: str, *argv: str, nice: int = 0) -> None:
-        log = (OUT / f"{name}.log").open("w")
         if nice:
             argv = ("nice", "-n", str(nice), *argv)
-        self.procs[name] = proc = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        proc = self.processes.start(name, argv)
         if nice:
             _nice_autogroup(proc.pid, nice)
 
@@ -296,14 +278,7 @@ class Stack:
     def down(self) -> None:
         if self.pg_cpu is not None:
             self.pg_cpu.stop()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        self.processes.stop_all()
 
 
 def web_server_argv(args, port: int) -> list[str]:
@@ -562,6 +537,25 @@ def postgres_settings() -> dict[str, str]:
         return dict(sorted(cursor.fetchall()))
 
 
+def simulator_records(port: int) -> list[dict]:
+    """The simulator's own log of charges and refunds (GET /v1/records)."""
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/v1/records", timeout=60
+    ) as resp:
+        records = json.loads(resp.read())
+    return records["data"] if isinstance(records, dict) else records
+
+
+def charges_by_payment(records: list[dict]) -> dict[str, int]:
+    """Succeeded charges per payment id, from a gateway's own records."""
+    by_payment: dict[str, int] = {}
+    for row in records:
+        if row.get("kind") == "charge" and row.get("status") == "succeeded":
+            pid = row.get("payment_id") or row.get("metadata", {}).get("payment_id")
+            by_payment[pid] = by_payment.get(pid, 0) + 1
+    return by_payment
+
+
 def verify(stack: Stack, expected: int) -> dict:
     """All final, no duplicates, one gateway charge per settled payment, reconcile."""
     from django.db import connection
@@ -584,16 +578,7 @@ def verify(stack: Stack, expected: int) -> dict:
         status__in=NON_TERMINAL
     ).exists()
     checks["no duplicate references"] = dupes == 0
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{stack.sim_port}/v1/records", timeout=60
-    ) as resp:
-        charges = json.loads(resp.read())
-    rows = charges["data"] if isinstance(charges, dict) else charges
-    by_payment: dict[str, int] = {}
-    for row in rows:
-        if row.get("kind") == "charge" and row.get("status") == "succeeded":
-            pid = row.get("payment_id") or row.get("metadata", {}).get("payment_id")
-            by_payment[pid] = by_payment.get(pid, 0) + 1
+    by_payment = charges_by_payment(simulator_records(stack.sim_port))
     settled = set(Payment.objects.filter(status="settled").values_list("pk", flat=True))
     checks["one charge per settled payment"] = set(by_payment) == settled and all(
         n == 1 for n in by_payment.values()

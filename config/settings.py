@@ -16,9 +16,11 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 from config import embedded_db
 from core import logs
+from payments.workflow import STAGE_QUEUES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -282,6 +284,25 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # default is 1 s): a stage a payment waits for, and a worker's shutdown.
         "polling_interval": 0.1,
     }
+elif CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # RabbitMQ (docs/operations.md#rabbitmq): every queue a quorum queue
+    # (replicated, durable, survives a node restart with its messages), and
+    # each publish waits for the broker's confirm, so a send that returned is
+    # in the queue. Quorum queues refuse global QoS: Celery sees the
+    # x-queue-type argument and sets the prefetch per consumer instead
+    # (worker_detect_quorum_queues, on by default). No task uses an ETA or
+    # countdown, which quorum queues would need Celery's delayed delivery for.
+    CELERY_TASK_QUEUES = [
+        Queue(
+            name,
+            Exchange(name, type="direct"),
+            routing_key=name,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+        for name in dict.fromkeys(("default", *STAGE_QUEUES))
+    ]
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # An unacked message (worker SIGKILLed) is redelivered after this long;

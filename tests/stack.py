@@ -6,7 +6,6 @@ current xdist worker and its own Redis database, and is killed at teardown.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,13 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from bench.processes import free_port, port_open
+
+__all__ = ["CELERY", "PYTHON", "ROOT", "Stack", "free_port", "wait_until"]
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CELERY = str(Path(PYTHON).with_name("celery"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2):
@@ -105,7 +102,7 @@ class Stack:
             name,
             [PYTHON, "manage.py", "run_gateway_simulator", "--port", str(port), *args],
         )
-        wait_until(lambda: _port_open(port), timeout=15)
+        wait_until(lambda: port_open(port), timeout=15)
         return proc
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -131,9 +128,3 @@ class Stack:
             f"--- {name} ---\n{path.read_text(errors='replace')[-4000:]}"
             for name, path in self.logs.items()
         )
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -4,7 +4,9 @@
 The key's row is inserted last: two concurrent requests with one key both do
 their writes, the second blocks on the unique index until the first commits,
 then fails and rolls back whole, and replays the first one's stored response.
-So N concurrent requests create exactly one object and nobody gets a 500.
+A second request that instead refuses (a batch's references taken by the
+first one) replays it too, once the key is found. So N concurrent requests
+create exactly one object, all get the same answer, and nobody gets a 500.
 """
 
 import hashlib
@@ -18,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core import jsoncodec
+from core.errors import SurgeError
 from payments.error_codes import ErrorCode
 from payments.exceptions import IdempotencyKeyMissing, IdempotencyKeyReused
 from payments.models import IdempotencyKey, Merchant
@@ -124,7 +127,12 @@ def idempotent_call(
                 expires_at=now
                 + timedelta(seconds=settings.SURGE_IDEMPOTENCY_TTL_SECONDS),
             )
-    except IntegrityError:
+    except (IntegrityError, SurgeError):
+        # The same key's request may have committed while this one ran (a
+        # client that timed out and retried): then what this one refused
+        # (a batch's references "already used", by that very request; a
+        # reference conflict) is that request's doing, and its response is
+        # the answer. Found by `make drill`.
         record = lookup(merchant, digest)
         if record is None:
             # Not our key's row that collided: a real integrity failure.

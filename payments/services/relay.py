@@ -159,7 +159,7 @@ def run_relay(
     ``hold_seconds``, so batches grow to a full task and the pipeline's cost
     per payment falls towards the payroll batches'; light load is not held.
     """
-    listener = _listener()
+    listener = None
     last_claim = time.monotonic()
     try:
         while not stop.is_set():
@@ -178,17 +178,40 @@ def run_relay(
             last_claim = claimed_at
             if count >= batch_size:
                 continue
-            for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
-                pass
+            listener = _wait_for_wake(listener, poll_seconds, stop)
             stop.wait(linger_seconds)
             _hold_while_busy(
                 stop, backlog, hold_seconds,
                 last_count=count, arrival_rate=rate, claimed_at=claimed_at,
             )  # fmt: skip
     finally:
-        listener.close()
+        if listener is not None:
+            listener.close()
         if isinstance(backlog, StageBacklog):
             backlog.close()
+
+
+def _wait_for_wake(
+    listener: psycopg.Connection | None, timeout: float, stop: threading.Event
+) -> psycopg.Connection | None:
+    """Wait for a NOTIFY or ``timeout``; return the listening connection.
+
+    A listening connection that broke (PostgreSQL restarted, the backend
+    terminated) is dropped, the relay polls for a while, and the next wait
+    listens again: a relay outlives its database's restarts, as the stages do.
+    """
+    try:
+        if listener is None:
+            listener = _listener()
+        for _ in listener.notifies(timeout=timeout, stop_after=1):
+            pass
+        return listener
+    except psycopg.Error as exc:
+        logger.warning("relay: cannot listen (%s); polling until it can", exc)
+        if listener is not None:
+            listener.close()
+        stop.wait(timeout)
+        return None
 
 
 # More than this many events gathered during one linger means hundreds of

@@ -124,3 +124,47 @@ def test_another_merchants_batch_is_404(api, token, client_for):
     batch_id = post_batch(api, items(token, 1)).json()["id"]
     _, secret = api_key_create(merchant=MerchantFactory())
     assert client_for(secret).get(f"/v1/payment_batches/{batch_id}").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_that_races_its_first_attempt_gets_its_answer_not_a_400(
+    api, token, merchant_and_key, client_for, monkeypatch
+):
+    """Found by `make drill`: a client timed out and retried while its first
+    attempt was still running. The retry found no stored key, then the first
+    attempt committed, and the retry's validation saw the references "already
+    used" (by that very attempt) and answered 400. It must answer what the
+    first attempt answered."""
+    import threading
+
+    from django.db import connections
+
+    from payments.services import batches
+
+    validate = batches.validate_items
+    first: dict = {}
+
+    def first_attempt_commits_meanwhile(**kwargs):
+        if not first:  # only the retry runs the first attempt, in between
+            first["running"] = True
+
+            def run():
+                try:
+                    first["response"] = post_batch(
+                        client_for(merchant_and_key[1]), items(token, 3), key="race"
+                    )
+                finally:
+                    connections.close_all()
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            thread.join()
+        return validate(**kwargs)
+
+    monkeypatch.setattr(batches, "validate_items", first_attempt_commits_meanwhile)
+    retry = post_batch(api, items(token, 3), key="race")
+    assert first["response"].status_code == 202
+    assert retry.status_code == 202, retry.json()
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json() == first["response"].json()
+    assert Payment.objects.count() == 3

@@ -10,8 +10,9 @@ from django.conf import settings
 from django.db import connections
 
 from payments.models import Event, Payment
-from payments.services.relay import relay_once
+from payments.services.relay import relay_once, run_relay
 from tests.factories import TokenFactory
+from tests.stack import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -152,3 +153,49 @@ def test_stage_backlog_reads_the_broker_and_reuses_a_fresh_reading(broker):
         assert backlog() == 0
     finally:
         backlog.close()
+
+
+def _listening_backends() -> int:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_relay_outlives_its_database_connections_dropping(merchant, broker):
+    """What a PostgreSQL restart does to a relay (found by `make drill`): its
+    LISTEN connection breaks under it. It must go on relaying, and listen
+    again, not exit."""
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+
+    def relay():
+        try:
+            run_relay(stop=stop, poll_seconds=0.2, linger_seconds=0)
+        except BaseException as exc:  # what ended the relay, for the assert
+            crashed.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    try:
+        wait_until(_listening_backends, timeout=10)
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ids = created_payments(merchant, 5)
+        wait_until(
+            lambda: sorted(published_ids(broker, "validate")) == sorted(ids),
+            timeout=15,
+        )
+        assert thread.is_alive(), crashed
+        wait_until(_listening_backends, timeout=10)  # listening again
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not crashed

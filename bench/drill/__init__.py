@@ -1,0 +1,1 @@
+"""The drill: `make drill` (python -m bench.drill)."""

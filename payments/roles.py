@@ -34,6 +34,7 @@ ACTIONS: tuple[str, ...] = (
     "refund_deadletter",
     "resolve_deadletter",
     "escalate_deadletter",
+    "review_deadletter",
     "revoke_apikey",
     "disable_webhookendpoint",
     "retry_webhookdelivery",

@@ -26,6 +26,7 @@ from payments.models import (
 from payments.roles import ACTIONS, ROLES
 from payments.services import pipeline
 from payments.services.deadletters import dead_letter_record
+from payments.services.enrich import enrich_batch
 from payments.services.keys import api_key_create
 from payments.services.refunds import refund_execute_batch
 from tests.factories import TokenFactory, card_token
@@ -96,6 +97,7 @@ def settled_payment(merchant):
     )
     ids = [payment.pk]
     pipeline.validate_batch(ids)
+    enrich_batch(ids)
     pipeline.execute_batch(ids)
     assert pipeline.settle_batch(ids) == 1
     payment.refresh_from_db()
@@ -324,6 +326,7 @@ def test_a_retried_payment_settles_once_its_gateway_is_back(ops, merchant, broke
         merchant=merchant, amount=1999, currency="usd", source=card_token(merchant)
     )
     pipeline.validate_batch([payment.pk])
+    enrich_batch([payment.pk])
     assert pipeline.execute_batch([payment.pk])["failed"] == 1
     payment.refresh_from_db()
     assert (payment.status, payment.failure_code) == ("failed", "gateway_unavailable")
@@ -331,6 +334,7 @@ def test_a_retried_payment_settles_once_its_gateway_is_back(ops, merchant, broke
     merchant.primary_gateway = "sandbox"  # the gateway is back
     merchant.save()
     assert act(ops, "retry", [letter]).status_code == 302
+    assert enrich_batch([payment.pk])["enriched"] == 1
     assert pipeline.execute_batch([payment.pk])["succeeded"] == 1
     assert pipeline.settle_batch([payment.pk]) == 1
     payment.refresh_from_db()

@@ -56,7 +56,7 @@ def test_a_card_burst_is_held_for_review_and_the_operators_verdicts_stick(
     wait_statuses(stack, burst, ["review"] * 3)
     letters = {dl.payment_id: dl for dl in DeadLetter.objects.filter(stage="review")}
     assert set(letters) == set(burst)
-    approved, declined, waiting = burst
+    approved, declined, _still_waiting = burst
     assert operations.review_approve(
         dead_letter=letters[approved], actor="olga", reason="customer called"
     )

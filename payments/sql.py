@@ -512,9 +512,11 @@ class VelocityItem:
 
 VELOCITY = TableSpec.of(VelocityEntry)
 
+# Locks taken in merchant order (the subquery's), so two batches never wait on
+# each other in a cycle.
 _VELOCITY_LOCK_SQL = (
     "SELECT pg_advisory_xact_lock(hashtextextended('surge.velocity:' || m, 0)) "
-    "FROM unnest(%b::text[]) AS m ORDER BY m"
+    "FROM (SELECT m FROM unnest(%b::text[]) AS m ORDER BY m) AS ordered"
 )
 
 # For each item: how many of the key's payments (and what amount) the stage

@@ -256,6 +256,8 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
                     "failure_code",
                     "failure_message",
                     "card",
+                    "customer",
+                    "risk",
                     "description",
                     "metadata",
                     "reference",
@@ -274,6 +276,7 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
                     "gateway",
                     "gateway_reference",
                     "attempts",
+                    "routed",
                     "route",
                     "gateway_attempts",
                 )
@@ -305,6 +308,26 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
             return "—"
         brand, last4 = summary
         return f"{brand} •••• {last4} ({obj.source_id})"
+
+    @admin.display(description="risk (enrich)")
+    def risk(self, obj):
+        verdict = obj.enrichment.get("risk")
+        card = obj.enrichment.get("card") or {}
+        if verdict is None:
+            return "— (not enriched yet)"
+        rule = f" by {verdict['rule']}" if verdict.get("rule") else ""
+        return (
+            f"{verdict['outcome']}{rule}; card funding "
+            f"{card.get('funding') or 'unknown'}, country "
+            f"{card.get('country') or 'unknown'}"
+        )
+
+    @admin.display(description="routed (enrich)")
+    def routed(self, obj):
+        route = obj.enrichment.get("route")
+        if route is None:
+            return "—"
+        return f"{route['gateway']}: {route['reason']}"
 
     @admin.display(description="route (gateway: idempotency key)")
     def route(self, obj):

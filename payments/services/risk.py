@@ -135,7 +135,17 @@ class Rules:
             amount_ceiling=get("risk_amount_ceiling"),
             blocked_countries=frozenset(get("risk_blocked_countries") or ()),
             blocked_bins=frozenset(get("risk_blocked_bins") or ()),
-            outcomes={**DEFAULT_OUTCOMES, **(get("risk_outcomes") or {})},
+            # Only what the service would have accepted: a value written
+            # around it must not stop the stage.
+            outcomes={
+                **DEFAULT_OUTCOMES,
+                **{
+                    rule: outcome
+                    for rule, outcome in (get("risk_outcomes") or {}).items()
+                    if rule in DEFAULT_OUTCOMES
+                    and outcome in (Outcome.REVIEW, Outcome.BLOCK)
+                },
+            },
         )
 
     @property

@@ -283,7 +283,7 @@ def review_approve(*, dead_letter: DeadLetter, actor: str, reason: str) -> Outco
     required; a payment no longer in review is left alone."""
     reason = _required(reason, "reason", "A reason")
     dead_letter, refused = _review_letter(dead_letter)
-    if refused:
+    if refused is not None:
         return refused
     with transaction.atomic():
         moved = transition(
@@ -316,7 +316,7 @@ def review_decline(*, dead_letter: DeadLetter, actor: str, reason: str) -> Outco
     ``risk_declined`` (final; never charged); the letter resolved, audited."""
     reason = _required(reason, "reason", "A reason")
     dead_letter, refused = _review_letter(dead_letter)
-    if refused:
+    if refused is not None:
         return refused
     with transaction.atomic():
         moved = transition(

@@ -65,6 +65,7 @@ def _run(args) -> int:
     # above (the database is chosen from this run's options).
     from django.db import connection
 
+    # deferred: as above, after django.setup()
     from payments.services import pipeline
     from payments.services.batches import BatchItem, payment_batch_create
     from payments.services.enrich import enrich_batch

@@ -29,6 +29,7 @@ from payments.services.deadletters import dead_letter_record
 from payments.services.enrich import enrich_batch
 from payments.services.keys import api_key_create
 from payments.services.refunds import refund_execute_batch
+from payments.workflow import PAYMENT_STEPS
 from tests.factories import TokenFactory, card_token
 from tests.payments.admin_helpers import operator
 from tests.payments.webhook_helpers import endpoint_for
@@ -269,7 +270,8 @@ def test_retry_moves_a_provably_uncharged_payment_back_to_validated_and_on(
     assert (payment.status, payment.failure_code) == ("validated", "")
     assert OpenPayment.objects.filter(payment=payment).exists()  # sweeper sees it
     assert payment.events.filter(type="payment.validated").exists()
-    assert broker.llen("execute") == 1  # handed to the execute stage
+    # handed to the step after validated (enrich, on the validate queue)
+    assert broker.llen(PAYMENT_STEPS["validated"].queue) == 1
     assert letter.status == "resolved" and "olga" in letter.resolution
     log = AuditLog.objects.get()
     assert (log.actor, log.action, log.object_id, log.payment_id) == (

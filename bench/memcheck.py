@@ -85,6 +85,7 @@ def _run(args) -> int:
     # above (the database is chosen from this run's options).
     from payments.services import pipeline
     from payments.services.batches import BatchItem, payment_batch_create
+    from payments.services.enrich import enrich_batch
     from payments.services.keys import merchant_create
     from vault.services import token_create
 
@@ -105,6 +106,7 @@ def _run(args) -> int:
         _, payments = payment_batch_create(merchant=merchant, items=items)
         ids = [p.pk for p in payments]
         pipeline.validate_batch(ids)
+        enrich_batch(ids)
         pipeline.execute_batch(ids)
         if pipeline.settle_batch(ids) != args.size:
             raise RuntimeError(f"batch {n} did not settle in full")

@@ -338,6 +338,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "payments.purge_idempotency_keys",
         "schedule": 3600.0,
     },
+    "purge-velocity-entries": {
+        "task": "payments.purge_velocity_entries",
+        "schedule": 3600.0,
+    },
     "deliver-webhooks": {
         "task": "payments.deliver_webhooks",
         "schedule": env.float("WEBHOOK_EVERY_SECONDS", default=1.0),
@@ -396,6 +400,16 @@ SURGE_SWEEP_AFTER_SECONDS = env.int("SURGE_SWEEP_AFTER_SECONDS", default=60)
 # A payment whose gateway outcome is still unknown (``processing``) this long
 # after it was accepted opens a dead letter (stage ``resolve``); inquiries go on.
 SURGE_UNKNOWN_ESCALATE_AFTER = env.int("SURGE_UNKNOWN_ESCALATE_AFTER", default=900)
+# --- Risk (payments/services/risk.py; the enrich stage) ------------------------
+# A merchant's velocity rule without a window of its own counts over this many
+# seconds. Velocity rules are off unless a merchant turns them on.
+SURGE_RISK_VELOCITY_WINDOW_SECONDS = env.int(
+    "SURGE_RISK_VELOCITY_WINDOW_SECONDS", default=3600
+)
+# The longest window a merchant may set; velocity entries older are purged.
+SURGE_RISK_MAX_WINDOW_SECONDS = env.int(
+    "SURGE_RISK_MAX_WINDOW_SECONDS", default=30 * 24 * 3600
+)
 # Celery processes hand freed heap back to the OS at most this often (core/memory.py;
 # 0: never).
 SURGE_MALLOC_TRIM_SECONDS = env.float("SURGE_MALLOC_TRIM_SECONDS", default=5.0)

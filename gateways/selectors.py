@@ -22,12 +22,46 @@ class GatewayAttempt:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a merchant's charge goes, and why (the enrich stage records it)."""
+
+    gateway: str
+    failover: str  # "" when there is none
+    reason: str
+
+    @property
+    def gateways(self) -> list[str]:
+        return [g for g in (self.gateway, self.failover) if g]
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "gateway": self.gateway,
+            "failover": self.failover or None,
+            "reason": self.reason,
+        }
+
+
+def route_for(*, primary: str, secondary: str = "") -> Route:
+    """A merchant's route: its primary gateway first; its secondary only for a
+    charge the primary provably did not make (``charge_many``)."""
+    failover = secondary if secondary and secondary != primary else ""
+    if failover:
+        reason = (
+            f"the merchant's primary gateway; fails over to {failover} only "
+            f"when {primary} provably did not charge"
+        )
+    else:
+        reason = "the merchant's primary gateway; no failover configured"
+    return Route(gateway=primary, failover=failover, reason=reason)
+
+
 def route_keys(*, payment_id: str, primary: str, secondary: str = "") -> list[str]:
     """The idempotency key a payment's charge carries on each gateway of its
     route, in order: what to look for in a processor's own dashboard."""
+    route = route_for(primary=primary, secondary=secondary)
     return [
-        f"{name}: {idempotency_key_for(payment_id, name)}"
-        for name in dict.fromkeys(n for n in (primary, secondary) if n)
+        f"{name}: {idempotency_key_for(payment_id, name)}" for name in route.gateways
     ]
 
 

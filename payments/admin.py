@@ -38,7 +38,8 @@ from payments.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from payments.services import operations
+from payments.services import operations, risk
+from payments.services.enrich import REVIEW_STAGE
 
 
 class ReadOnlyMixin:
@@ -136,14 +137,75 @@ class ApiKeyInline(ReadOnlyMixin, admin.TabularInline):
     extra = 0
 
 
+class MerchantForm(forms.ModelForm):
+    """The risk rules go through the service's own checks (the command's too)."""
+
+    class Meta:
+        model = Merchant
+        fields = "__all__"  # noqa: DJ007 (the admin edits every field)
+
+    def clean(self):
+        data = super().clean()
+        changes = {f: data.get(f) for f in risk.MERCHANT_FIELDS if f in self.fields}
+        try:
+            data.update(risk.risk_rules_clean(changes))
+        except SurgeError as exc:
+            self.add_error(exc.param if exc.param in self.fields else None, exc.message)
+        return data
+
+
 @admin.register(Merchant)
 class MerchantAdmin(GatedActionsMixin, admin.ModelAdmin):
+    form = MerchantForm
     list_display = ("id", "name", "status", "primary_gateway", "secondary_gateway")
     list_filter = ("status",)
     search_fields = ("id", "name")
-    readonly_fields = ("id", "created_at")
+    readonly_fields = ("id", "created_at", "risk_summary")
     inlines = [ApiKeyInline]
     actions = ["revoke_keys"]
+
+    def get_fieldsets(self, request, obj=None):
+        rest = [
+            f
+            for f in self.get_fields(request, obj)
+            if f not in risk.MERCHANT_FIELDS and f != "risk_summary"
+        ]
+        return [
+            (None, {"fields": rest}),
+            (
+                "Risk rules",
+                {
+                    "fields": ("risk_summary", *risk.MERCHANT_FIELDS),
+                    "description": (
+                        "Blank is off. Windows in seconds (blank: the platform's "
+                        "SURGE_RISK_VELOCITY_WINDOW_SECONDS); amounts in minor "
+                        'units; countries as ISO codes, e.g. ["GB"]; BINs as '
+                        'six digits, e.g. ["400000"]; outcomes override the '
+                        'platform\'s per rule, e.g. {"amount_ceiling": '
+                        '"block"}. See docs/configuration.md.'
+                    ),
+                },
+            ),
+        ]
+
+    @admin.display(description="rules in force")
+    def risk_summary(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        return format_html_join("", "<div>{}: {}</div>", risk.risk_rules_describe(obj))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and set(form.changed_data) & set(risk.MERCHANT_FIELDS):
+            operations.audit(
+                actor=request.user.get_username(),
+                action="merchant.risk_rules",
+                obj=obj,
+                detail="; ".join(
+                    f"{rule}: {setting}"
+                    for rule, setting in risk.risk_rules_describe(obj)
+                ),
+            )
 
     def has_revoke_apikey_permission(self, request):
         return self._has(request, "revoke_apikey")
@@ -194,6 +256,8 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
                     "failure_code",
                     "failure_message",
                     "card",
+                    "customer",
+                    "risk",
                     "description",
                     "metadata",
                     "reference",
@@ -212,6 +276,7 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
                     "gateway",
                     "gateway_reference",
                     "attempts",
+                    "routed",
                     "route",
                     "gateway_attempts",
                 )
@@ -243,6 +308,26 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
             return "—"
         brand, last4 = summary
         return f"{brand} •••• {last4} ({obj.source_id})"
+
+    @admin.display(description="risk (enrich)")
+    def risk(self, obj):
+        verdict = obj.enrichment.get("risk")
+        card = obj.enrichment.get("card") or {}
+        if verdict is None:
+            return "— (not enriched yet)"
+        rule = f" by {verdict['rule']}" if verdict.get("rule") else ""
+        return (
+            f"{verdict['outcome']}{rule}; card funding "
+            f"{card.get('funding') or 'unknown'}, country "
+            f"{card.get('country') or 'unknown'}"
+        )
+
+    @admin.display(description="routed (enrich)")
+    def routed(self, obj):
+        route = obj.enrichment.get("route")
+        if route is None:
+            return "—"
+        return f"{route['gateway']}: {route['reason']}"
 
     @admin.display(description="route (gateway: idempotency key)")
     def route(self, obj):
@@ -480,7 +565,7 @@ class DeadLetterAdmin(GatedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
         "escalation_note",
         "audit_trail",
     )
-    actions = ["retry", "refund", "resolve", "escalate"]
+    actions = ["retry", "refund", "resolve", "escalate", "approve", "decline"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("payment")
@@ -514,6 +599,9 @@ class DeadLetterAdmin(GatedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
     def has_escalate_deadletter_permission(self, request):
         return self._has(request, "escalate_deadletter")
 
+    def has_review_deadletter_permission(self, request):
+        return self._has(request, "review_deadletter")
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The page offers the actions this user may take, as buttons; on a
         resolved letter only a refund is left to do."""
@@ -521,6 +609,8 @@ class DeadLetterAdmin(GatedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
         obj = self.get_object(request, unquote(object_id))
         if obj is not None and obj.status == DeadLetter.Status.RESOLVED:
             offered = {k: v for k, v in offered.items() if k == "refund"}
+        elif obj is not None and obj.stage != REVIEW_STAGE:
+            offered = {k: v for k, v in offered.items() if k not in _REVIEW_ACTIONS}
         extra_context = {
             **(extra_context or {}),
             "dead_letter_actions": [
@@ -670,6 +760,51 @@ class DeadLetterAdmin(GatedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
                 note=data["note"],
             ),
         )
+
+    def _review(self, request, queryset, *, action, verb, service):
+        return self._with_form(
+            request,
+            queryset,
+            action=action,
+            form_class=ResolveForm,
+            title=f"{verb} these payments held for risk review",
+            submit=verb,
+            run=lambda data, letters: operations.dead_letter_act(
+                service,
+                letters,
+                actor=request.user.get_username(),
+                reason=data["reason"],
+            ),
+        )
+
+    @admin.action(
+        description="Approve the risk review: the payment goes on to execute",
+        permissions=["review_deadletter"],
+    )
+    def approve(self, request, queryset):
+        return self._review(
+            request,
+            queryset,
+            action="approve",
+            verb="Approve",
+            service=operations.review_approve,
+        )
+
+    @admin.action(
+        description="Decline the risk review: the payment is declined",
+        permissions=["review_deadletter"],
+    )
+    def decline(self, request, queryset):
+        return self._review(
+            request,
+            queryset,
+            action="decline",
+            verb="Decline",
+            service=operations.review_decline,
+        )
+
+
+_REVIEW_ACTIONS = ("approve", "decline")
 
 
 # --- events, audit, webhooks ------------------------------------------------------

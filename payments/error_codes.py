@@ -43,6 +43,8 @@ class FailureCode(StrEnum):
     CARD_UNAVAILABLE = "card_unavailable"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
     CARD_DECLINED = "card_declined"
+    RISK_BLOCKED = "risk_blocked"  # a merchant's risk rule blocked it (enrich)
+    RISK_DECLINED = "risk_declined"  # an operator declined it after risk review
 
 
 class RefundFailureCode(StrEnum):

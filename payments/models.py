@@ -63,6 +63,22 @@ class Merchant(models.Model):
     rate_limit_burst = models.PositiveIntegerField(null=True, blank=True)
     payments_per_minute = models.PositiveIntegerField(null=True, blank=True)
     payments_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    # Risk rules (payments.services.risk), evaluated by the enrich stage; null
+    # or empty is off. Velocity: at most N payments (``*_count``) or an amount
+    # (``*_amount``, minor units, any currency) per card fingerprint or per
+    # customer reference within ``*_window`` seconds (null: the platform's
+    # SURGE_RISK_VELOCITY_WINDOW_SECONDS). ``risk_outcomes`` overrides the
+    # platform's outcome (review or block) per rule.
+    risk_card_velocity_count = models.PositiveIntegerField(null=True, blank=True)
+    risk_card_velocity_amount = models.BigIntegerField(null=True, blank=True)
+    risk_card_velocity_window = models.PositiveIntegerField(null=True, blank=True)
+    risk_customer_velocity_count = models.PositiveIntegerField(null=True, blank=True)
+    risk_customer_velocity_amount = models.BigIntegerField(null=True, blank=True)
+    risk_customer_velocity_window = models.PositiveIntegerField(null=True, blank=True)
+    risk_amount_ceiling = models.BigIntegerField(null=True, blank=True)
+    risk_blocked_countries = models.JSONField(default=list, blank=True)
+    risk_blocked_bins = models.JSONField(default=list, blank=True)
+    risk_outcomes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -84,6 +100,13 @@ class Merchant(models.Model):
                     "rate_limit_burst",
                     "payments_per_minute",
                     "payments_per_hour",
+                    "risk_card_velocity_count",
+                    "risk_card_velocity_amount",
+                    "risk_card_velocity_window",
+                    "risk_customer_velocity_count",
+                    "risk_customer_velocity_amount",
+                    "risk_customer_velocity_window",
+                    "risk_amount_ceiling",
                 )
             ),
         ]
@@ -191,6 +214,8 @@ class Payment(models.Model):
     )
     description = models.CharField(max_length=500, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
+    # The merchant's reference for its customer (risk velocity per customer).
+    customer = models.CharField(max_length=128, blank=True, default="")
     status = models.CharField(
         max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
     )
@@ -200,7 +225,13 @@ class Payment(models.Model):
     gateway_reference = models.CharField(max_length=128, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
+    # The fee quote (enrich), which settle posts; settle computes it for a
+    # payment that never went through enrich.
     fee = models.BigIntegerField(null=True, blank=True)
+    # What the enrich stage attached: {"card": {brand, funding, country},
+    # "route": {gateway, failover, reason}, "risk": {outcome, rule}}. Written
+    # by the enriching transition itself, so it costs no statement of its own.
+    enrichment = models.JSONField(default=dict, blank=True)
     reference = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001 (unique when set)
     batch = models.ForeignKey(
         PaymentBatch,
@@ -309,6 +340,42 @@ class Event(models.Model):
         return str(self.pk)
 
 
+class VelocityEntry(models.Model):
+    """One payment counted by a velocity rule: its card fingerprint or customer
+    reference (``key``), amount and acceptance time. Written by the enrich
+    stage, in its transaction, only for merchants with that rule on; purged
+    once older than the longest window (``risk_velocity_purge``)."""
+
+    class Kind(models.TextChoices):
+        CARD = "card"
+        CUSTOMER = "customer"
+
+    merchant_id = models.CharField(max_length=40)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    key = models.CharField(max_length=128)
+    payment_id = models.CharField(max_length=40)
+    amount = models.BigIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "velocity entries"
+        indexes = [
+            models.Index(
+                fields=["merchant_id", "kind", "key", "created_at"],
+                name="velocity_window",
+            ),
+            models.Index(fields=["created_at"], name="velocity_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment_id", "kind"], name="velocity_once_per_payment"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.payment_id}"
+
+
 class Refund(models.Model):
     """A refund reserves funds (ledger + amount_refunded) before the gateway call;
     a failed gateway refund reverses both."""
@@ -398,6 +465,7 @@ class DeadLetter(models.Model):
             ("refund_deadletter", "Can refund a dead letter's payment"),
             ("resolve_deadletter", "Can resolve a dead letter"),
             ("escalate_deadletter", "Can escalate a dead letter"),
+            ("review_deadletter", "Can approve or decline a payment in risk review"),
         ]
         constraints = [
             models.UniqueConstraint(

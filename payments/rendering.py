@@ -20,6 +20,28 @@ def _iso(value: datetime | None, zone: tzinfo) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def payment_card(payment) -> dict | None:
+    """The card metadata the enrich stage attached (brand, funding, country;
+    null where the BIN data does not say), or None before enrich."""
+    card = payment.enrichment.get("card")
+    if card is None:
+        return None
+    return {
+        "brand": card.get("brand"),
+        "funding": card.get("funding"),
+        "country": card.get("country"),
+    }
+
+
+def payment_risk(payment) -> dict | None:
+    """The risk verdict: ``{outcome, rule}`` (allow / review / block, and the
+    rule that caught it), or None before enrich. Never a rule's threshold."""
+    verdict = payment.enrichment.get("risk")
+    if verdict is None:
+        return None
+    return {"outcome": verdict.get("outcome"), "rule": verdict.get("rule")}
+
+
 def payment_render(payment) -> dict:
     """A payment (a model instance or anything with its fields) as the API shows it.
 
@@ -34,6 +56,9 @@ def payment_render(payment) -> dict:
         "source": str(payment.source_id),
         "description": str(payment.description),
         "metadata": {str(k): str(v) for k, v in payment.metadata.items()},
+        "customer": str(payment.customer) or None,
+        "card": payment_card(payment),
+        "risk": payment_risk(payment),
         "amount_refunded": int(payment.amount_refunded),
         "failure_code": payment.failure_code or None,
         "failure_message": payment.failure_message or None,

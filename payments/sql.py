@@ -21,7 +21,7 @@ from django.db import models
 from core import jsoncodec
 from core.ids import new_id
 from core.sql import pg_cursor
-from payments.models import Event, IdempotencyKey, OpenPayment, Payment
+from payments.models import Event, IdempotencyKey, OpenPayment, Payment, VelocityEntry
 from payments.state import EVENT_FOR_STATUS, PaymentStatus
 
 # Django field type -> the PostgreSQL type a value of it is sent and cast as.
@@ -176,7 +176,15 @@ NOTIFY_CHANNEL = "surge_outbox"
 # --- Accept: one statement, one round trip --------------------------------------
 
 # What a single payment's request gives; the rest are the model's defaults.
-ACCEPT_GIVEN = ("id", "amount", "currency", "source_id", "description", "metadata")
+ACCEPT_GIVEN = (
+    "id",
+    "amount",
+    "currency",
+    "source_id",
+    "description",
+    "metadata",
+    "customer",
+)
 
 
 def _accept_sql() -> str:
@@ -304,6 +312,7 @@ BATCH_GIVEN = (
     "reference",
     "description",
     "metadata",
+    "customer",
 )
 
 
@@ -373,7 +382,15 @@ def transition_update(
         params.append(cols[name].wire(value))
     if bump_attempts:
         sets.append("attempts = p.attempts + 1")
-    sets += [f"{cols[name].column} = v.{name}" for name in columns]
+    sets += [
+        f"{cols[name].column} = "
+        + (
+            f"v.{name}"
+            if cols[name].wire_type == cols[name].pg_type
+            else cols[name].cast(f"v.{name}")
+        )
+        for name in columns
+    ]
     arrays = [list(ids)] + [
         [cols[c].wire(per_payment[pid][c]) for pid in ids] for c in columns
     ]
@@ -474,3 +491,113 @@ def lease_stale(
             {"now": now, "cutoff": cutoff, "statuses": list(statuses), "limit": limit},
         )
         return cursor.fetchall()
+
+
+# --- Risk velocity (the enrich stage) ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VelocityItem:
+    """One payment under one velocity rule: its key (card fingerprint or
+    customer reference) and the rule's window in seconds."""
+
+    payment_id: str
+    merchant_id: str
+    kind: str
+    key: str
+    amount: int
+    created_at: datetime
+    window: int
+
+
+VELOCITY = TableSpec.of(VelocityEntry)
+
+# Locks taken in merchant order (the subquery's), so two batches never wait on
+# each other in a cycle.
+_VELOCITY_LOCK_SQL = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('surge.velocity:' || m, 0)) "
+    "FROM (SELECT m FROM unnest(%b::text[]) AS m ORDER BY m) AS ordered"
+)
+
+# For each item: how many of the key's payments (and what amount) the stage
+# has seen accepted within the window before it: the table's entries (other
+# batches) plus the batch's own earlier items. The batch's entries go in in
+# the same statement; its snapshot does not see them, and an entry left by an
+# earlier run of this batch is skipped, so a re-run counts the same.
+_VELOCITY_SQL = f"""
+WITH b AS (
+    SELECT * FROM unnest(
+        %(payment_id)b::text[], %(merchant_id)b::text[], %(kind)b::text[],
+        %(key)b::text[], %(amount)b::bigint[], %(created_at)b::timestamptz[],
+        %(window)b::integer[]
+    ) AS b(payment_id, merchant_id, kind, key, amount, created_at, window_s)
+), ins AS (
+    INSERT INTO {VELOCITY.table}
+        (merchant_id, kind, key, payment_id, amount, created_at)
+    SELECT merchant_id, kind, key, payment_id, amount, created_at FROM b
+    ON CONFLICT (payment_id, kind) DO NOTHING
+)
+SELECT b.payment_id, b.kind, e.n + i.n, e.total + i.total + b.amount
+FROM b
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, coalesce(sum(v.amount), 0) AS total
+    FROM {VELOCITY.table} v
+    WHERE v.merchant_id = b.merchant_id AND v.kind = b.kind AND v.key = b.key
+      AND v.created_at > b.created_at - make_interval(secs => b.window_s)
+      AND v.created_at <= b.created_at
+      AND v.payment_id <> ALL(%(payment_id)b::text[])
+) e
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, coalesce(sum(o.amount), 0) AS total
+    FROM b o
+    WHERE o.merchant_id = b.merchant_id AND o.kind = b.kind AND o.key = b.key
+      AND (o.created_at, o.payment_id) < (b.created_at, b.payment_id)
+      AND o.created_at > b.created_at - make_interval(secs => b.window_s)
+) i
+"""  # noqa: S608 (names from the models only)
+
+
+def velocity_assess(
+    items: Sequence[VelocityItem],
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(payment_id, kind) -> (payments before it in its window, amount in the
+    window including its own), for a batch, and the batch's entries recorded.
+
+    Two statements, in the caller's transaction: a per-merchant advisory lock
+    (held to commit, taken in a fixed order), so that two batches of one
+    merchant are counted one after the other and never miss each other; then
+    the count and the insert.
+    """
+    if not items:
+        return {}
+    merchants = sorted({i.merchant_id for i in items})
+    with pg_cursor() as cursor:
+        cursor.execute(_VELOCITY_LOCK_SQL, [merchants])
+        cursor.execute(
+            _VELOCITY_SQL,
+            {
+                "payment_id": [i.payment_id for i in items],
+                "merchant_id": [i.merchant_id for i in items],
+                "kind": [i.kind for i in items],
+                "key": [i.key for i in items],
+                "amount": [i.amount for i in items],
+                "created_at": [i.created_at for i in items],
+                "window": [i.window for i in items],
+            },
+        )
+        return {
+            (pid, kind): (int(n), int(total))
+            for pid, kind, n, total in cursor.fetchall()
+        }
+
+
+def velocity_purge(*, before: datetime, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` velocity entries accepted before ``before``."""
+    table = VELOCITY.table
+    with pg_cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "  # noqa: S608
+            "WHERE created_at < %s ORDER BY created_at LIMIT %s)",
+            [before, limit],
+        )
+        return cursor.rowcount

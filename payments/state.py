@@ -8,6 +8,8 @@ from payments.error_codes import FailureCode
 class PaymentStatus(models.TextChoices):
     PENDING = "pending"
     VALIDATED = "validated"
+    ENRICHED = "enriched"
+    REVIEW = "review"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
     SETTLED = "settled"
@@ -25,7 +27,12 @@ S = PaymentStatus
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.VALIDATED, S.FAILED}),
-    S.VALIDATED: frozenset({S.PROCESSING, S.FAILED}),
+    # Enrich: card data, route, fee quote and the risk assessment. A risk
+    # ``block`` declines the payment; a ``review`` holds it for an operator.
+    S.VALIDATED: frozenset({S.ENRICHED, S.REVIEW, S.DECLINED, S.FAILED}),
+    S.ENRICHED: frozenset({S.PROCESSING, S.FAILED}),
+    # Held for risk review: only an operator moves it (OPERATOR_TRANSITIONS).
+    S.REVIEW: frozenset(),
     S.PROCESSING: frozenset({S.SUCCEEDED, S.DECLINED, S.FAILED}),
     S.SUCCEEDED: frozenset({S.SETTLED}),
     S.SETTLED: frozenset(),
@@ -33,7 +40,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.FAILED: frozenset(),
 }
 
-TERMINAL: frozenset[str] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+# Statuses that wait for a person: no stage or sweeper moves them, yet they are
+# not final (the payment is still open).
+AWAITING_OPERATOR: frozenset[str] = frozenset({S.REVIEW})
+
+TERMINAL: frozenset[str] = (
+    frozenset(s for s, nxt in TRANSITIONS.items() if not nxt) - AWAITING_OPERATOR
+)
 NON_TERMINAL: frozenset[str] = frozenset(TRANSITIONS) - TERMINAL
 
 # Moves only an operator may make (``operator=True`` in the transition service),
@@ -41,8 +54,11 @@ NON_TERMINAL: frozenset[str] = frozenset(TRANSITIONS) - TERMINAL
 # non-final for the pipeline. ``failed -> validated`` re-drives a payment that
 # failed *provably uncharged* (see OPERATOR_RETRYABLE_FAILURES): it is charged
 # again under the same per-gateway idempotency keys, so still at most once.
+# ``review -> enriched`` (approve: on to execute) and ``review -> declined``
+# (decline, ``risk_declined``) are an operator's verdict on a risk review.
 OPERATOR_TRANSITIONS: dict[str, frozenset[str]] = {
     S.FAILED: frozenset({S.VALIDATED}),
+    S.REVIEW: frozenset({S.ENRICHED, S.DECLINED}),
 }
 
 # The failure codes that prove no
@@ -58,6 +74,8 @@ OPERATOR_RETRYABLE_FAILURES: frozenset[str] = frozenset(
 EVENT_FOR_STATUS: dict[str, str] = {
     S.PENDING: "payment.created",
     S.VALIDATED: "payment.validated",
+    S.ENRICHED: "payment.enriched",
+    S.REVIEW: "payment.review",
     S.PROCESSING: "payment.processing",
     S.SUCCEEDED: "payment.succeeded",
     S.SETTLED: "payment.settled",

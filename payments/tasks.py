@@ -10,7 +10,15 @@ from celery import shared_task, signals
 from django.db import InterfaceError, OperationalError
 
 from core import logs
-from payments.services import idempotency, pipeline, refunds, sweeper, webhooks
+from payments.services import (
+    idempotency,
+    pipeline,
+    refunds,
+    risk,
+    sweeper,
+    webhooks,
+)
+from payments.services.enrich import enrich_batch
 from payments.workflow import STEPS
 
 # Transient database errors are retried with backoff and jitter; anything that
@@ -53,6 +61,11 @@ def validate(payment_ids: list[str]) -> dict:
     return _done("validate", payment_ids, pipeline.validate_batch(payment_ids))
 
 
+@shared_task(**_stage("enrich"))
+def enrich(payment_ids: list[str]) -> dict:
+    return _done("enrich", payment_ids, enrich_batch(payment_ids))
+
+
 @shared_task(**_stage("execute"))
 def execute(payment_ids: list[str]) -> dict:
     return _done("execute", payment_ids, pipeline.execute_batch(payment_ids))
@@ -84,6 +97,11 @@ def purge_idempotency_keys() -> int:
     return idempotency.purge_expired()
 
 
+@shared_task(name="payments.purge_velocity_entries", queue="default", acks_late=True)
+def purge_velocity_entries() -> int:
+    return risk.risk_velocity_purge()
+
+
 @shared_task(name="payments.deliver_webhooks", queue="default", acks_late=True)
 def deliver_webhooks() -> dict:
     """Beat, every second: dispatch new events, post due deliveries. Overlapping
@@ -93,7 +111,7 @@ def deliver_webhooks() -> dict:
 
 # Every stage of the workflow has its task here (checked at import).
 _missing = {s.task for s in STEPS.values()} - {
-    t.name for t in (validate, execute, resolve, settle, refund)
+    t.name for t in (validate, enrich, execute, resolve, settle, refund)
 }
 if _missing:
     raise AssertionError(f"workflow steps without a task: {sorted(_missing)}")

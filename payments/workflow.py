@@ -10,6 +10,7 @@ and no Celery import here, so anything may import it.
 from dataclasses import dataclass
 
 from payments.state import (
+    AWAITING_OPERATOR,
     EVENT_FOR_REFUND_STATUS,
     EVENT_FOR_STATUS,
     TERMINAL,
@@ -30,11 +31,15 @@ class Step:
 
 
 # Payments: status -> the step that moves a payment on from it. A status that
-# is neither here nor final is one a stage passes through within one run
-# (none today: ``processing`` is re-driven by the resolve step).
+# is neither here nor final waits for a person (``state.AWAITING_OPERATOR``:
+# ``review``); the sweeper leaves it alone.
 PAYMENT_STEPS: dict[str, Step] = {
     S.PENDING: Step("validate", "payments.validate", "validate", S.VALIDATED),
-    S.VALIDATED: Step("execute", "payments.execute", "execute", S.PROCESSING),
+    # Enrich runs on validate's queue: it reads the database only (no gateway
+    # call), so it never waits behind a slow processor. A risk ``review`` or
+    # ``block`` leads elsewhere; ``then`` is where an allowed payment goes.
+    S.VALIDATED: Step("enrich", "payments.enrich", "validate", S.ENRICHED),
+    S.ENRICHED: Step("execute", "payments.execute", "execute", S.PROCESSING),
     # Found in `processing`: the gateway call's outcome was never recorded. An
     # inquiry resolves it; never a second charge.
     S.PROCESSING: Step("resolve", "payments.resolve", "execute", None),
@@ -65,8 +70,11 @@ STAGE_QUEUES: tuple[str, ...] = tuple(dict.fromkeys(s.queue for s in STEPS.value
 def _check() -> None:
     """The table agrees with the state machine (run at import: a bad edit fails
     every process at start, not a payment in flight)."""
+    for status in set(TRANSITIONS) - TERMINAL - AWAITING_OPERATOR:
+        if status not in PAYMENT_STEPS:
+            raise AssertionError(f"open status {status} has no step")
     for status, step in PAYMENT_STEPS.items():
-        if status in TERMINAL:
+        if status in TERMINAL or status in AWAITING_OPERATOR:
             raise AssertionError(f"final status {status} has a step")
         if step.then is not None and step.then not in TRANSITIONS[status]:
             raise AssertionError(f"{status} cannot become {step.then}")

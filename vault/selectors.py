@@ -1,4 +1,9 @@
-from vault.models import Token
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connection
+
+from vault.models import BinRange, Token
 
 
 def token_get_for_merchant(*, token_id: str, merchant_id: str) -> Token | None:
@@ -33,3 +38,37 @@ def token_owner(token_id: object) -> str | None:
 def token_card_summary(token_id: str) -> tuple[str, str] | None:
     """(brand, last4) of a token, for people to read; nothing else of the card."""
     return Token.objects.filter(pk=token_id).values_list("brand", "last4").first()
+
+
+@dataclass(frozen=True, slots=True)
+class CardMetadata:
+    """What the vault's BIN data says of a card; "" where it does not say."""
+
+    brand: str
+    funding: str
+    country: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"brand": self.brand, "funding": self.funding, "country": self.country}
+
+
+def bins_lookup(bins: Iterable[str]) -> dict[str, CardMetadata]:
+    """BIN -> the metadata of the narrowest range holding it, for a batch of
+    six-digit BINs, in one query; a BIN that no range holds is absent."""
+    wanted = sorted({b for b in bins if len(b) == 6 and b.isdigit()})
+    if not wanted:
+        return {}
+    table = BinRange._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT b.bin, r.brand, r.funding, r.country "  # noqa: S608 (model name)
+            "FROM unnest(%s::int[]) AS b(bin) CROSS JOIN LATERAL ("
+            f"SELECT brand, funding, country FROM {table} "
+            "WHERE low <= b.bin AND high >= b.bin "
+            "ORDER BY high - low, id DESC LIMIT 1) r",
+            [[int(b) for b in wanted]],
+        )
+        return {
+            f"{bin_:06d}": CardMetadata(brand, funding, country)
+            for bin_, brand, funding, country in cursor.fetchall()
+        }

@@ -84,6 +84,7 @@ def token_create(
         merchant_id=merchant_id,
         brand=brand,
         last4=pan[-4:],
+        bin=pan[:6],
         exp_month=exp_month,
         exp_year=exp_year,
         fingerprint=card_fingerprint(pan, merchant_id=merchant_id),

@@ -1,6 +1,7 @@
 from dataclasses import dataclass
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.errors import InvalidRequest
@@ -12,7 +13,9 @@ from core.serializers import (
     StrictCharField,
     StrictSerializer,
 )
+from payments.rendering import payment_card, payment_risk
 from payments.services.batches import MAX_BATCH, BatchItem
+from payments.services.risk import Outcome, Rule
 from payments.state import PaymentStatus
 
 
@@ -35,6 +38,8 @@ class PaymentCreateSerializer(StrictSerializer):
     source = StrictCharField(max_length=40)
     description = StrictCharField(max_length=500, required=False, allow_blank=True)
     metadata = MetadataField(required=False)
+    # The merchant's reference for its customer: risk velocity per customer.
+    customer = StrictCharField(max_length=128, required=False, allow_blank=True)
 
 
 class BatchItemSerializer(PaymentCreateSerializer):
@@ -186,10 +191,24 @@ def batch_items_validate(
                     reference=fields["reference"],
                     description=fields.get("description", ""),
                     metadata=fields.get("metadata"),
+                    customer=fields.get("customer", ""),
                 ),
             )
         )
     return parsed, errors
+
+
+class PaymentCardSerializer(serializers.Serializer):
+    brand = serializers.CharField()
+    funding = serializers.ChoiceField(
+        choices=["credit", "debit", "prepaid"], allow_null=True
+    )
+    country = serializers.CharField(allow_null=True, help_text="ISO 3166-1 alpha-2")
+
+
+class PaymentRiskSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=[o.value for o in Outcome])
+    rule = serializers.ChoiceField(choices=[r.value for r in Rule], allow_null=True)
 
 
 class PaymentSerializer(serializers.Serializer):
@@ -201,6 +220,9 @@ class PaymentSerializer(serializers.Serializer):
     source = serializers.CharField(source="source_id")
     description = serializers.CharField()
     metadata = serializers.DictField(child=serializers.CharField())
+    customer = serializers.CharField(allow_null=True)
+    card = serializers.SerializerMethodField()
+    risk = serializers.SerializerMethodField()
     amount_refunded = serializers.IntegerField()
     failure_code = serializers.CharField(allow_null=True)
     failure_message = serializers.CharField(allow_null=True)
@@ -213,8 +235,17 @@ class PaymentSerializer(serializers.Serializer):
     def get_object(self, obj) -> str:
         return "payment"
 
+    @extend_schema_field(PaymentCardSerializer(allow_null=True))
+    def get_card(self, obj):
+        return payment_card(obj)
+
+    @extend_schema_field(PaymentRiskSerializer(allow_null=True))
+    def get_risk(self, obj):
+        return payment_risk(obj)
+
     def to_representation(self, instance):
         data = super().to_representation(instance)
+        data["customer"] = data["customer"] or None
         data["failure_code"] = data["failure_code"] or None
         data["failure_message"] = data["failure_message"] or None
         return data

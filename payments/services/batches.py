@@ -47,6 +47,7 @@ class BatchItem:
     reference: str
     description: str = ""
     metadata: dict | None = None
+    customer: str = ""
 
 
 def _item_error(index: int, param: str, message: str) -> dict:
@@ -105,6 +106,7 @@ def payment_batch_create(
             reference=item.reference,
             description=item.description,
             metadata=item.metadata or {},
+            customer=item.customer,
         )
         for item in items
     ]

@@ -61,6 +61,7 @@ def payment_accept(
     source: str,
     description: str = "",
     metadata: dict | None = None,
+    customer: str = "",
 ) -> idempotency.StoredResponse:
     """``POST /v1/payments``: the payment once per Idempotency-Key, replayed after.
 
@@ -85,7 +86,7 @@ def payment_accept(
     payment = sql.PaymentRow(
         id=new_id("pay"), merchant_id=merchant.id, amount=amount, currency=currency,
         source_id=source, description=description, metadata=metadata or {},
-        created_at=now, updated_at=now,
+        customer=customer, created_at=now, updated_at=now,
     )  # fmt: skip
     body = payment_render(payment)
     expires_at = now + timedelta(seconds=settings.SURGE_IDEMPOTENCY_TTL_SECONDS)

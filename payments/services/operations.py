@@ -14,6 +14,10 @@ Dead letters:
 - **refund** goes through ``refunds.refund_create``, the API's own service.
 - **resolve** needs a reason; **escalate** an owner and a note (the letter
   stays open, flagged, until someone resolves it).
+- **approve** / **decline** a risk review (a letter of stage ``review``): the
+  operator-only move ``review -> enriched`` (then execute charges it) or
+  ``review -> declined`` (``risk_declined``); either needs a reason and
+  resolves the letter.
 """
 
 from collections.abc import Callable
@@ -23,6 +27,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import InvalidRequest, SurgeError
+from payments import metrics
+from payments.error_codes import FailureCode
 from payments.models import (
     ApiKey,
     AuditLog,
@@ -34,9 +40,11 @@ from payments.models import (
     WebhookEndpoint,
 )
 from payments.services.deadletters import dead_letter_resolve
+from payments.services.enrich import REVIEW_STAGE
 from payments.services.handoff import hand_on, send
 from payments.services.keys import api_key_revoke
 from payments.services.refunds import refund_create
+from payments.services.risk import merchant_risk_update, risk_rules_describe
 from payments.services.transitions import transition
 from payments.services.webhooks import webhook_delivery_retry
 from payments.services.webhooks import webhook_endpoint_disable as endpoint_disable
@@ -130,7 +138,7 @@ def _retry_failed(payment: Payment) -> Outcome:
     return Outcome(
         True,
         f"payment was failed ({payment.failure_code}, provably uncharged): "
-        "moved back to validated and sent to execute",
+        f"moved back to validated and sent to {PAYMENT_STEPS[S.VALIDATED].stage}",
     )
 
 
@@ -150,7 +158,7 @@ def dead_letter_retry(
             if outcome.done:
                 dead_letter_resolve(
                     dead_letter=dead_letter,
-                    resolution=f"retried by {actor}: payment sent to execute again",
+                    resolution=f"retried by {actor}: payment sent on again",
                 )
                 audit(
                     actor=actor,
@@ -165,6 +173,10 @@ def dead_letter_retry(
             False,
             "payment outcome is unknown (processing): never charged again from "
             "here; its status inquiries go on. Escalate or resolve instead",
+        )
+    if payment.status == S.REVIEW:
+        return Outcome(
+            False, "payment is held for risk review: approve or decline it instead"
         )
     step = PAYMENT_STEPS.get(payment.status)
     if step is None:
@@ -256,11 +268,104 @@ def dead_letter_escalate(
     return Outcome(True, f"escalated to {owner}")
 
 
+def _review_letter(dead_letter: DeadLetter) -> tuple[DeadLetter, Outcome | None]:
+    dead_letter = _fresh(dead_letter)
+    if dead_letter.stage != REVIEW_STAGE or dead_letter.payment is None:
+        return dead_letter, Outcome(False, "not a risk review; nothing to approve")
+    if dead_letter.status != DeadLetter.Status.OPEN:
+        return dead_letter, Outcome(False, "the review is closed already")
+    return dead_letter, None
+
+
+def review_approve(*, dead_letter: DeadLetter, actor: str, reason: str) -> Outcome:
+    """Approve a payment held for risk review: ``review -> enriched``, then on
+    to execute after commit; the letter resolved, audited. A reason is
+    required; a payment no longer in review is left alone."""
+    reason = _required(reason, "reason", "A reason")
+    dead_letter, refused = _review_letter(dead_letter)
+    if refused is not None:
+        return refused
+    with transaction.atomic():
+        moved = transition(
+            payment_ids=[dead_letter.payment_id],
+            expected=S.REVIEW,
+            new=S.ENRICHED,
+            operator=True,
+        )
+        if not moved:  # another operator got there first
+            return Outcome(False, "payment is no longer in review")
+        message = (
+            f"approved after risk review: sent to {PAYMENT_STEPS[S.ENRICHED].stage}"
+        )
+        dead_letter_resolve(
+            dead_letter=dead_letter, resolution=f"approved by {actor}: {reason}"
+        )
+        audit(
+            actor=actor,
+            action="review.approve",
+            obj=dead_letter,
+            detail=message,
+            reason=reason,
+        )
+        transaction.on_commit(lambda: hand_on(S.ENRICHED, moved))
+    return Outcome(True, message)
+
+
+def review_decline(*, dead_letter: DeadLetter, actor: str, reason: str) -> Outcome:
+    """Decline a payment held for risk review: ``review -> declined`` with
+    ``risk_declined`` (final; never charged); the letter resolved, audited."""
+    reason = _required(reason, "reason", "A reason")
+    dead_letter, refused = _review_letter(dead_letter)
+    if refused is not None:
+        return refused
+    with transaction.atomic():
+        moved = transition(
+            payment_ids=[dead_letter.payment_id],
+            expected=S.REVIEW,
+            new=S.DECLINED,
+            fields={
+                "failure_code": FailureCode.RISK_DECLINED,
+                "failure_message": "Declined after risk review.",
+                "fee": None,
+            },
+            operator=True,
+        )
+        if not moved:
+            return Outcome(False, "payment is no longer in review")
+        dead_letter_resolve(
+            dead_letter=dead_letter, resolution=f"declined by {actor}: {reason}"
+        )
+        message = f"declined after risk review ({FailureCode.RISK_DECLINED})"
+        audit(
+            actor=actor,
+            action="review.decline",
+            obj=dead_letter,
+            detail=message,
+            reason=reason,
+        )
+    metrics.payment_finished(S.DECLINED, FailureCode.RISK_DECLINED, 1)
+    return Outcome(True, message)
+
+
 def dead_letter_act(
     action: Callable[..., Outcome], dead_letters, **kwargs
 ) -> list[tuple[DeadLetter, Outcome]]:
     """Run one action on each letter; a refusal of one does not stop the rest."""
     return [(dl, action(dead_letter=dl, **kwargs)) for dl in dead_letters]
+
+
+def merchant_risk_change(*, merchant: Merchant, changes: dict, actor: str) -> Merchant:
+    """Change a merchant's risk rules (all or, on bad input, nothing); audited
+    with the rules in force after the change."""
+    with transaction.atomic():
+        merchant = merchant_risk_update(merchant=merchant, changes=changes)
+        audit(
+            actor=actor,
+            action="merchant.risk_rules",
+            obj=merchant,
+            detail="; ".join(f"{r}: {s}" for r, s in risk_rules_describe(merchant)),
+        )
+    return merchant
 
 
 def merchant_keys_revoke(*, merchant: Merchant, actor: str) -> int:

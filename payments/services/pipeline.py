@@ -1,4 +1,5 @@
-"""The validate -> execute -> settle chain, one batch of payment ids at a time.
+"""The validate -> enrich -> execute -> settle chain, one batch of payment ids
+at a time.
 
 Every stage is idempotent: it only acts on payments still in the state it
 expects (``transitions.transition``), so a redelivered task, a sweeper re-drive
@@ -126,14 +127,14 @@ _CHARGE_FIELDS = (
 
 
 def execute_batch(payment_ids: Sequence[str]) -> dict[str, int]:
-    """validated -> processing (committed), charge outside any transaction, record.
+    """enriched -> processing (committed), charge outside any transaction, record.
 
     The claim records the primary gateway as where the charge goes (and a
     failover, the secondary, before it is sent), so that a charge left without
     an answer is re-submitted only there (``resolve_processing``).
     """
     rows = list(
-        Payment.objects.filter(pk__any_of=payment_ids, status=S.VALIDATED).values(
+        Payment.objects.filter(pk__any_of=payment_ids, status=S.ENRICHED).values(
             *_CHARGE_FIELDS
         )
     )
@@ -142,8 +143,8 @@ def execute_batch(payment_ids: Sequence[str]) -> dict[str, int]:
     claimed = set(
         transition(
             payment_ids=[r["id"] for r in rows],
-            expected=S.VALIDATED,
-            new=PAYMENT_STEPS[S.VALIDATED].then,
+            expected=S.ENRICHED,
+            new=PAYMENT_STEPS[S.ENRICHED].then,
             bump_attempts=True,
             per_payment={
                 r["id"]: {"gateway": r["merchant__primary_gateway"]} for r in rows
@@ -319,13 +320,15 @@ def settle_batch(payment_ids: Sequence[str]) -> int:
     rows = list(
         Payment.objects.filter(pk__any_of=payment_ids, status=S.SUCCEEDED).values(
             "id", "merchant_id", "amount", "currency", "gateway", "created_at",
-            "merchant__fee_bps", "merchant__fee_fixed",
+            "fee", "merchant__fee_bps", "merchant__fee_fixed",
         )
     )  # fmt: skip
     if not rows:
         return 0
+    # The fee quoted at enrich is the fee posted; a payment that never went
+    # through enrich (in flight when it was introduced) is quoted here.
     fees = {
-        r["id"]: fee_for(
+        r["id"]: r["fee"] if r["fee"] is not None else fee_for(
             amount=r["amount"], fee_bps=r["merchant__fee_bps"],
             fee_fixed=r["merchant__fee_fixed"],
         )

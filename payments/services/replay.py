@@ -11,7 +11,7 @@ from payments.models import AuditLog, DeadLetter, Event
 from payments.services.deadletters import dead_letter_resolve
 from payments.services.handoff import send
 from payments.services.operations import audit
-from payments.state import TERMINAL, PaymentStatus, RefundStatus
+from payments.state import AWAITING_OPERATOR, TERMINAL, PaymentStatus, RefundStatus
 from payments.workflow import PAYMENT_STEPS, REFUND_STEPS, Step
 
 
@@ -115,9 +115,14 @@ def dead_letter_redrive_plan(dead_letter: DeadLetter) -> Redrive:
         )  # fmt: skip
     step = PAYMENT_STEPS.get(payment.status)
     if step is None:
+        why = (
+            "waits for an operator (approve or decline it in the admin)"
+            if payment.status in AWAITING_OPERATOR
+            else "is final"
+        )
         return Redrive(
             dead_letter.pk, payment.pk, None, (),
-            f"payment is final ({payment.status}): nothing to re-drive",
+            f"payment {why} ({payment.status}): nothing to re-drive",
         )  # fmt: skip
     return Redrive(
         dead_letter.pk, payment.pk, step, (payment.pk,),

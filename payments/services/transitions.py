@@ -24,6 +24,7 @@ _UPDATABLE = frozenset(
         "gateway_reference",
         "fee",
         "settled_at",
+        "enrichment",
     }
 )
 

@@ -26,8 +26,10 @@ from payments.models import (
 from payments.roles import ACTIONS, ROLES
 from payments.services import pipeline
 from payments.services.deadletters import dead_letter_record
+from payments.services.enrich import enrich_batch
 from payments.services.keys import api_key_create
 from payments.services.refunds import refund_execute_batch
+from payments.workflow import PAYMENT_STEPS
 from tests.factories import TokenFactory, card_token
 from tests.payments.admin_helpers import operator
 from tests.payments.webhook_helpers import endpoint_for
@@ -96,6 +98,7 @@ def settled_payment(merchant):
     )
     ids = [payment.pk]
     pipeline.validate_batch(ids)
+    enrich_batch(ids)
     pipeline.execute_batch(ids)
     assert pipeline.settle_batch(ids) == 1
     payment.refresh_from_db()
@@ -267,7 +270,8 @@ def test_retry_moves_a_provably_uncharged_payment_back_to_validated_and_on(
     assert (payment.status, payment.failure_code) == ("validated", "")
     assert OpenPayment.objects.filter(payment=payment).exists()  # sweeper sees it
     assert payment.events.filter(type="payment.validated").exists()
-    assert broker.llen("execute") == 1  # handed to the execute stage
+    # handed to the step after validated (enrich, on the validate queue)
+    assert broker.llen(PAYMENT_STEPS["validated"].queue) == 1
     assert letter.status == "resolved" and "olga" in letter.resolution
     log = AuditLog.objects.get()
     assert (log.actor, log.action, log.object_id, log.payment_id) == (
@@ -324,6 +328,7 @@ def test_a_retried_payment_settles_once_its_gateway_is_back(ops, merchant, broke
         merchant=merchant, amount=1999, currency="usd", source=card_token(merchant)
     )
     pipeline.validate_batch([payment.pk])
+    enrich_batch([payment.pk])
     assert pipeline.execute_batch([payment.pk])["failed"] == 1
     payment.refresh_from_db()
     assert (payment.status, payment.failure_code) == ("failed", "gateway_unavailable")
@@ -331,6 +336,7 @@ def test_a_retried_payment_settles_once_its_gateway_is_back(ops, merchant, broke
     merchant.primary_gateway = "sandbox"  # the gateway is back
     merchant.save()
     assert act(ops, "retry", [letter]).status_code == 302
+    assert enrich_batch([payment.pk])["enriched"] == 1
     assert pipeline.execute_batch([payment.pk])["succeeded"] == 1
     assert pipeline.settle_batch([payment.pk]) == 1
     payment.refresh_from_db()

@@ -179,6 +179,15 @@ def _payment(**over) -> Payment:
             fee=40,
         ),
         _payment(created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=3)),
+        _payment(
+            status="review",
+            customer="cus_1",
+            enrichment={
+                "card": {"brand": "visa", "funding": None, "country": "GB"},
+                "route": {"gateway": "sandbox", "failover": None, "reason": "r"},
+                "risk": {"outcome": "review", "rule": "card_velocity"},
+            },
+        ),
     ],
 )
 def test_render_equals_the_serializer(payment):

@@ -64,7 +64,7 @@ def test_one_grep_finds_a_payments_whole_path(stack, client_for, web_log):
     events = [(e["event"], e.get("stage")) for e in trail]
     assert ("payment.accepted", None) in events
     assert ("relay.published", "validate") in events
-    for stage in ("validate", "execute", "settle"):
+    for stage in ("validate", "enrich", "execute", "settle"):
         assert ("stage.done", stage) in events, events
     accepted = next(e for e in trail if e["event"] == "payment.accepted")
     assert accepted["request_id"] == "req-trail-1"

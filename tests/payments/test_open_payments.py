@@ -10,6 +10,7 @@ from django.utils import timezone
 from gateways.testcards import CARD_DECLINED
 from payments.models import OpenPayment, Payment
 from payments.services import pipeline, sweeper
+from payments.services.enrich import enrich_batch
 from payments.services.transitions import transition
 from tests.factories import card_token
 
@@ -39,6 +40,7 @@ def test_a_payment_is_open_from_insert_until_its_status_is_final(merchant):
     transition(payment_ids=[fails.pk], expected="pending", new="failed")
     assert fails.pk not in open_ids()
     pipeline.validate_batch([settles.pk, declined_card.pk])
+    enrich_batch([settles.pk, declined_card.pk])
     pipeline.execute_batch([settles.pk, declined_card.pk])
     assert Payment.objects.get(pk=declined_card.pk).status == "declined"
     assert open_ids() == {settles.pk, declines.pk}  # succeeded is not final yet
@@ -121,6 +123,7 @@ def test_the_sweeper_leases_stale_open_payments_once_oldest_first(
     )
     transition(payment_ids=[validated_old.pk], expected="pending", new="validated")
     pipeline.validate_batch([settled_old.pk])
+    enrich_batch([settled_old.pk])
     pipeline.execute_batch([settled_old.pk])
     pipeline.settle_batch([settled_old.pk])
     _age([pending_old.pk, validated_old.pk, settled_old.pk], 120)
@@ -129,7 +132,7 @@ def test_the_sweeper_leases_stale_open_payments_once_oldest_first(
 
     assert counts == {"pending": 1, "validated": 1}
     assert sorted(published) == [
-        ("execute", [validated_old.pk]),
+        ("enrich", [validated_old.pk]),
         ("validate", [pending_old.pk]),
     ]
     leased = Payment.objects.get(pk=pending_old.pk).updated_at

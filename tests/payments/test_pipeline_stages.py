@@ -4,6 +4,7 @@ import pytest
 
 from payments.models import DeadLetter, Payment
 from payments.services import pipeline
+from payments.services.enrich import enrich_batch
 from tests.factories import TokenFactory, card_token
 from vault.models import Token
 
@@ -21,6 +22,7 @@ def test_a_token_that_will_not_open_fails_alone_with_a_dead_letter(merchant):
     bad = pay(merchant, TokenFactory(merchant_id=merchant.id))  # not a real ciphertext
     ids = [good.pk, bad.pk]
     pipeline.validate_batch(ids)
+    enrich_batch(ids)
     counts = pipeline.execute_batch(ids)
     assert counts["succeeded"] == 1 and counts["failed"] == 1
     bad.refresh_from_db()
@@ -49,6 +51,7 @@ def test_each_stage_run_twice_changes_nothing_the_second_time(merchant):
     ids = [payment.pk]
     assert pipeline.validate_batch(ids)["validated"] == 1
     assert pipeline.validate_batch(ids)["validated"] == 0
+    enrich_batch(ids)
     assert pipeline.execute_batch(ids)["succeeded"] == 1
     assert pipeline.execute_batch(ids) == {}
     assert pipeline.settle_batch(ids) == 1

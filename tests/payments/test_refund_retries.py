@@ -13,6 +13,7 @@ from gateways.services import breaker_state, charge_records
 from ledger.selectors import merchant_balance
 from payments.models import DeadLetter, Event, Payment, Refund
 from payments.services import pipeline, refunds, sweeper
+from payments.services.enrich import enrich_batch
 from payments.services.refunds import (
     REFUND_MAX_ATTEMPTS,
     REFUND_RETRY_BASE_MS,
@@ -44,6 +45,7 @@ def settled(merchant, amount=5000):
         source=card_token(merchant),
     )  # fmt: skip
     pipeline.validate_batch([payment.pk])
+    enrich_batch([payment.pk])
     pipeline.execute_batch([payment.pk])
     pipeline.settle_batch([payment.pk])
     payment.refresh_from_db()

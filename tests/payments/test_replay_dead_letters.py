@@ -16,6 +16,7 @@ from django.utils import timezone
 from payments.models import AuditLog, DeadLetter, Event, Payment, Refund
 from payments.services import pipeline, sweeper
 from payments.services.deadletters import dead_letter_record
+from payments.services.enrich import enrich_batch
 from payments.services.refunds import refund_create, refund_execute_batch
 from tests.factories import MerchantFactory, card_token
 from tests.payments.gateway_helpers import control, simulators
@@ -101,6 +102,7 @@ def test_replay_dead_letters_redrives_an_unknown_outcome_and_notes_its_end(
 def test_replay_resends_a_refund_letters_pending_refunds(merchant, simulators, broker):
     payment = payment_in(merchant, "pending")
     pipeline.validate_batch([payment.pk])
+    enrich_batch([payment.pk])
     pipeline.execute_batch([payment.pk])
     pipeline.settle_batch([payment.pk])
     refund = refund_create(merchant=merchant, payment_id=payment.pk)
@@ -125,7 +127,7 @@ def test_replay_resends_a_refund_letters_pending_refunds(merchant, simulators, b
 def test_a_replayed_payment_that_fails_again_keeps_its_letter_open(
     merchant, simulators, broker
 ):
-    payment = payment_in(merchant, "validated")
+    payment = payment_in(merchant, "enriched")
     letter = dead_letter_record(
         stage="execute", error_class="RetryableSafe", message="x",
         payment_id=payment.pk,

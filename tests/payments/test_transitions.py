@@ -4,7 +4,13 @@ from django.db import IntegrityError, connection, transaction
 from payments.exceptions import IllegalTransition
 from payments.models import Event, Payment
 from payments.services.transitions import transition
-from payments.state import NON_TERMINAL, TERMINAL, TRANSITIONS, can_transition
+from payments.state import (
+    NON_TERMINAL,
+    OPERATOR_TRANSITIONS,
+    TERMINAL,
+    TRANSITIONS,
+    can_transition,
+)
 from tests.factories import TokenFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +26,12 @@ def payment(merchant):
 
 def test_transition_map_has_final_states_with_no_exit():
     assert TERMINAL == {"settled", "declined", "failed"}
-    assert all(TRANSITIONS[s] for s in NON_TERMINAL)
+    # An open status has a way out; review's are an operator's only.
+    assert all(TRANSITIONS[s] or OPERATOR_TRANSITIONS.get(s) for s in NON_TERMINAL)
+    assert not TRANSITIONS["review"] and not can_transition("review", "enriched")
+    assert can_transition("review", "enriched", operator=True)
+    assert can_transition("review", "declined", operator=True)
+    assert not can_transition("review", "processing", operator=True)
     assert not can_transition("settled", "pending")
     assert not can_transition("pending", "succeeded")
 

@@ -20,6 +20,7 @@ from gateways.services import (
 )
 from payments.models import DeadLetter, Payment
 from payments.services import pipeline
+from payments.services.enrich import enrich_batch
 from payments.services.operations import dead_letter_close
 from tests.factories import MerchantFactory, card_token
 from tests.payments.gateway_helpers import charges_for, control, simulators
@@ -138,6 +139,7 @@ def test_execute_records_the_gateway_before_charging_and_failover_moves_it(
         source=card_token(merchant, VISA),
     )  # fmt: skip
     pipeline.validate_batch([payment.pk])
+    enrich_batch([payment.pk])
     pipeline.execute_batch([payment.pk])
     payment.refresh_from_db()
     assert (payment.status, payment.gateway) == ("succeeded", "simulator_b")

@@ -19,6 +19,7 @@ CARDS = {
     "4242424242424242": [
         "payment.created",
         "payment.validated",
+        "payment.enriched",
         "payment.processing",
         "payment.succeeded",
         "payment.settled",
@@ -26,6 +27,7 @@ CARDS = {
     "4000000000000002": [
         "payment.created",
         "payment.validated",
+        "payment.enriched",
         "payment.processing",
         "payment.declined",
     ],

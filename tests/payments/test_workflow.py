@@ -12,7 +12,13 @@ from payments import tasks  # noqa: F401  (registers the stage tasks)
 from payments.models import Event, OpenPayment, Payment
 from payments.services import handoff, sweeper
 from payments.services.relay import relay_once
-from payments.state import EVENT_FOR_STATUS, NON_TERMINAL, TERMINAL, TRANSITIONS
+from payments.state import (
+    AWAITING_OPERATOR,
+    EVENT_FOR_STATUS,
+    NON_TERMINAL,
+    TERMINAL,
+    TRANSITIONS,
+)
 from payments.state import PaymentStatus as S
 from payments.workflow import (
     PAYMENT_STEPS,
@@ -26,8 +32,10 @@ from tests.payments.test_relay import broker, published_ids  # noqa: F401
 
 
 def test_every_non_final_status_has_exactly_one_step_and_no_final_one_has():
-    assert set(PAYMENT_STEPS) == set(NON_TERMINAL)
+    """Except a status that waits for a person (review): no stage moves it."""
+    assert set(PAYMENT_STEPS) == set(NON_TERMINAL) - AWAITING_OPERATOR
     assert not set(PAYMENT_STEPS) & TERMINAL
+    assert S.REVIEW in NON_TERMINAL and S.REVIEW not in PAYMENT_STEPS
 
 
 def test_each_step_leads_only_where_the_state_machine_allows():

@@ -111,9 +111,11 @@ def exercise_cards_through_the_api(api, merchant, use_ring, caplog) -> None:
     # stage detokenizes and charges, settle posts to the ledger.
     from payments.models import Payment
     from payments.services import pipeline
+    from payments.services.enrich import enrich_batch
 
     ids = list(Payment.objects.values_list("pk", flat=True))
     pipeline.validate_batch(ids)
+    enrich_batch(ids)
     pipeline.execute_batch(ids)
     pipeline.settle_batch(ids)
     assert Payment.objects.filter(status="settled").count() == 3  # 4242, Amex, MC

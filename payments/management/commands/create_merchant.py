@@ -1,6 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from core.errors import SurgeError
+from payments.management.commands._risk_options import add_risk_arguments, risk_changes
 from payments.services.keys import merchant_create
+from payments.services.risk import risk_rules_clean
 
 # Per-merchant overrides of the platform's rate limits (settings SURGE_RATE_*).
 RATE_LIMITS = {
@@ -22,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--secondary-gateway", default=None)
         for flag, what in RATE_LIMITS.items():
             parser.add_argument(flag, type=int, default=None, help=what)
+        add_risk_arguments(parser, editing=False)
 
     def handle(
         self, *args, name, fee_bps, fee_fixed, gateway, secondary_gateway, **opts
@@ -46,6 +50,10 @@ class Command(BaseCommand):
             fields["primary_gateway"] = gateway
         if secondary_gateway:
             fields["secondary_gateway"] = secondary_gateway
+        try:
+            fields.update(risk_rules_clean(risk_changes(opts)))
+        except SurgeError as exc:
+            raise CommandError(exc.message) from None
         try:
             merchant, secret = merchant_create(name=name, **fields)
         except ValueError as exc:

@@ -10,7 +10,14 @@ from celery import shared_task, signals
 from django.db import InterfaceError, OperationalError
 
 from core import logs
-from payments.services import idempotency, pipeline, refunds, sweeper, webhooks
+from payments.services import (
+    idempotency,
+    partitions,
+    pipeline,
+    refunds,
+    sweeper,
+    webhooks,
+)
 from payments.workflow import STEPS
 
 # Transient database errors are retried with backoff and jitter; anything that
@@ -82,6 +89,12 @@ def sweep() -> dict:
 @shared_task(name="payments.purge_idempotency_keys", queue="default", acks_late=True)
 def purge_idempotency_keys() -> int:
     return idempotency.purge_expired()
+
+
+@shared_task(name="payments.ensure_partitions", queue="default", acks_late=True)
+def ensure_partitions() -> list[str]:
+    """Beat, daily: the events' and deliveries' partitions months ahead."""
+    return partitions.partitions_ensure().created
 
 
 @shared_task(name="payments.deliver_webhooks", queue="default", acks_late=True)

@@ -128,12 +128,19 @@ def partitions_ensure(*, ahead: int | None = None) -> EnsureResult:
     months = [current_month()]
     for _ in range(ahead):
         months.append(months[-1].next())
+    return partitions_create(months)
+
+
+def partitions_create(months: list[Month]) -> EnsureResult:
+    """Create each table's partition for each of ``months`` where missing (a
+    past month too: restoring an archive, tests), moving any rows of those
+    months out of the default partition."""
     result = EnsureResult(created=[], moved_from_default=0, left_in_default={})
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('surge.partitions'))")
         for spec in TABLES:
             existing = partitions_list(spec.table)
-            missing = [m for m in months if m not in existing]
+            missing = sorted(m for m in set(months) if m not in existing)
             result.created += _create(cursor, spec, missing, result)
             cursor.execute(f"SELECT count(*) FROM {default_name(spec.table)}")  # noqa: S608
             left = cursor.fetchone()[0]

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from core.errors import InvalidRequest
 from gateways import services as gateway_services
+import payments.tasks  # noqa: F401 (registers the tasks run_task looks up)
 from payments.models import Payment, Refund
 from payments.services import pipeline, refunds
 from payments.services.audit import audit_events
@@ -108,6 +109,7 @@ def take(client, rng: random.Random, *, keep: bool = False):
 
 
 def run_task(name: str, args: list) -> None:
+    """The task's body, as the worker that took its message runs it."""
     current_app.tasks[name](*args)
 
 

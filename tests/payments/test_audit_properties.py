@@ -28,9 +28,9 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import payments.tasks  # noqa: F401 (registers the tasks run_task looks up)
 from core.errors import InvalidRequest
 from gateways import services as gateway_services
-import payments.tasks  # noqa: F401 (registers the tasks run_task looks up)
 from payments.models import Payment, Refund
 from payments.services import pipeline, refunds
 from payments.services.audit import audit_events

@@ -46,14 +46,15 @@ def _initial(transitions: dict, *extra: dict) -> str:
     starts = [s for s in transitions if s not in targets]
     if len(starts) != 1:
         raise AssertionError(f"the state machine has starts {starts}, not one")
-    return starts[0]
+    return str(starts[0])
 
 
 INITIAL = _initial(TRANSITIONS, OPERATOR_TRANSITIONS)
 REFUND_INITIAL = _initial(REFUND_TRANSITIONS)
-STATUS_FOR_EVENT = {event: status for status, event in EVENT_FOR_STATUS.items()}
+# Plain strings (not the enums): they are printed, and compared with rows.
+STATUS_FOR_EVENT = {event: str(status) for status, event in EVENT_FOR_STATUS.items()}
 REFUND_STATUS_FOR_EVENT = {
-    event: status for status, event in EVENT_FOR_REFUND_STATUS.items()
+    event: str(status) for status, event in EVENT_FOR_REFUND_STATUS.items()
 }
 # A refund in any other status holds its amount in ``amount_refunded``.
 REFUND_RELEASED = frozenset({RefundStatus.FAILED})

@@ -10,9 +10,9 @@ It creates a fresh database, starts the web server (granian, as in production;
 gunicorn gthread with --server gunicorn), Celery workers, the
 relay, beat and the gateway simulator (20-50 ms latency) itself, drives the
 load, waits until every accepted payment is final, verifies (all final, no
-duplicates, one gateway charge per settled payment, reconcile clean), prints a
-table, writes every figure to bench/out/<scenario>-result.json and appends a
-row to bench/RESULTS.md.
+duplicates, one gateway charge per settled payment, reconcile and the events'
+audit clean), prints a table, writes every figure to
+bench/out/<scenario>-result.json and appends a row to bench/RESULTS.md.
 """
 
 import argparse
@@ -557,7 +557,8 @@ def charges_by_payment(records: list[dict]) -> dict[str, int]:
 
 
 def verify(stack: Stack, expected: int) -> dict:
-    """All final, no duplicates, one gateway charge per settled payment, reconcile."""
+    """All final, no duplicates, one gateway charge per settled payment,
+    reconcile and the events' audit clean."""
     from django.db import connection
 
     # deferred: Django is set up at run time, on the database the options name
@@ -592,6 +593,15 @@ def verify(stack: Stack, expected: int) -> dict:
         report = OUT / "reconcile-failed.txt"
         report.write_text(f"exit {done.returncode}\n{done.stdout}\n{done.stderr}")
         print(f"reconcile failed: {report}")
+    done = subprocess.run(
+        [PY, "manage.py", "audit_events"], cwd=ROOT, env=stack.env,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    checks["events audit clean"] = done.returncode == 0
+    if done.returncode != 0:  # every divergence with its trail
+        report = OUT / "audit-events-failed.txt"
+        report.write_text(f"exit {done.returncode}\n{done.stdout}\n{done.stderr}")
+        print(f"audit_events failed: {report}")
     return checks
 
 

@@ -342,6 +342,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "payments.purge_velocity_entries",
         "schedule": 3600.0,
     },
+    "ensure-partitions": {
+        "task": "payments.ensure_partitions",
+        "schedule": 24 * 3600.0,
+    },
     "deliver-webhooks": {
         "task": "payments.deliver_webhooks",
         "schedule": env.float("WEBHOOK_EVERY_SECONDS", default=1.0),
@@ -410,6 +414,15 @@ SURGE_RISK_VELOCITY_WINDOW_SECONDS = env.int(
 SURGE_RISK_MAX_WINDOW_SECONDS = env.int(
     "SURGE_RISK_MAX_WINDOW_SECONDS", default=30 * 24 * 3600
 )
+# --- Retention (payments/services/partitions.py, archive.py) -----------------
+# Events and webhook deliveries live in monthly partitions; `partitions` (beat,
+# daily) keeps this many months ready after the current one.
+SURGE_PARTITION_MONTHS_AHEAD = env.int("SURGE_PARTITION_MONTHS_AHEAD", default=3)
+# Where `archive` writes old months (gzip'd CSV) before it drops them.
+SURGE_ARCHIVE_DIR = Path(env("SURGE_ARCHIVE_DIR", default=str(VAR_DIR / "archive")))
+# Seconds `archive` waits for the brief exclusive lock a partition's detach
+# takes on its table before it gives up (nothing dropped; run it again).
+SURGE_ARCHIVE_LOCK_TIMEOUT = env.int("SURGE_ARCHIVE_LOCK_TIMEOUT", default=10)
 # Celery processes hand freed heap back to the OS at most this often (core/memory.py;
 # 0: never).
 SURGE_MALLOC_TRIM_SECONDS = env.float("SURGE_MALLOC_TRIM_SECONDS", default=5.0)

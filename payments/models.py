@@ -305,10 +305,22 @@ class OpenPayment(models.Model):
 
 
 class Event(models.Model):
-    """The outbox: written in the same transaction as the change it announces."""
+    """The outbox: written in the same transaction as the change it announces,
+    and the payment's audited history (``manage.py audit_events``).
+
+    Append-only in the database: a trigger refuses a DELETE and any UPDATE
+    but of ``published_at`` (the relay's publication state). The table is
+    partitioned by month on ``id`` (an id leads with its time; "C" collation
+    so bounds compare byte-wise): ``manage.py partitions`` and ``archive``,
+    migration 0016.
+    """
 
     id = models.CharField(
-        primary_key=True, max_length=40, default=evt_id, editable=False
+        primary_key=True,
+        max_length=40,
+        default=evt_id,
+        editable=False,
+        db_collation="C",
     )
     type = models.CharField(max_length=64)
     merchant_id = models.CharField(max_length=40)
@@ -586,7 +598,12 @@ class WebhookEndpoint(models.Model):
 class WebhookDelivery(models.Model):
     """One event for one endpoint. Unique per (endpoint, event): dispatching the
     same event twice never delivers it twice. ``paused``: its endpoint was
-    disabled for failing; re-enabling it makes the delivery pending again."""
+    disabled for failing; re-enabling it makes the delivery pending again.
+
+    Partitioned by month on ``event_id`` (its event's time), like the events,
+    so the unique (endpoint, event) holds across partitions; in the database
+    the primary key is (id, event_id), as a partition key must be in it.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -603,7 +620,7 @@ class WebhookDelivery(models.Model):
         related_name="deliveries",
         db_index=False,  # (endpoint, -id) below serves the FK and the list
     )
-    event_id = models.CharField(max_length=40)
+    event_id = models.CharField(max_length=40, db_collation="C")
     event_type = models.CharField(max_length=64)
     payment_id = models.CharField(max_length=40, blank=True, default="")
     payload = models.JSONField()

@@ -91,6 +91,15 @@ EVENT_FOR_REFUND_STATUS: dict[str, str] = {
 }
 
 
+# A refund is reserved pending, then the gateway's answer makes it final; a
+# failed refund gives its reservation back (``amount_refunded`` shrinks).
+REFUND_TRANSITIONS: dict[str, frozenset[str]] = {
+    RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
+    RefundStatus.SUCCEEDED: frozenset(),
+    RefundStatus.FAILED: frozenset(),
+}
+
+
 def can_transition(current: str, new: str, *, operator: bool = False) -> bool:
     if new in TRANSITIONS.get(current, frozenset()):
         return True

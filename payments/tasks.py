@@ -12,6 +12,7 @@ from django.db import InterfaceError, OperationalError
 from core import logs
 from payments.services import (
     idempotency,
+    partitions,
     pipeline,
     refunds,
     risk,
@@ -100,6 +101,12 @@ def purge_idempotency_keys() -> int:
 @shared_task(name="payments.purge_velocity_entries", queue="default", acks_late=True)
 def purge_velocity_entries() -> int:
     return risk.risk_velocity_purge()
+
+
+@shared_task(name="payments.ensure_partitions", queue="default", acks_late=True)
+def ensure_partitions() -> list[str]:
+    """Beat, daily: the events' and deliveries' partitions months ahead."""
+    return partitions.partitions_ensure().created
 
 
 @shared_task(name="payments.deliver_webhooks", queue="default", acks_late=True)

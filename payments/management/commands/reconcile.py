@@ -12,9 +12,12 @@ from payments.services.reconciliation import open_review_items, reconcile
 
 
 def parse_since(value: str) -> dt.datetime:
-    parsed = parse_datetime(value)
+    try:  # well formed but impossible (month 13) raises ValueError
+        parsed = parse_datetime(value)
+        day = parse_date(value) if parsed is None else None
+    except ValueError:
+        parsed = day = None
     if parsed is None:
-        day = parse_date(value)
         if day is None:
             raise CommandError(f"--since: not an ISO date or datetime: {value!r}")
         parsed = dt.datetime.combine(day, dt.time.min)

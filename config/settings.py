@@ -187,7 +187,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# Request bodies above this are refused with 400 before parsing.
+# Request bodies above this are refused with 413 before parsing (core/parsers.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=2_621_440)
 
 REST_FRAMEWORK = {
@@ -233,6 +233,13 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
+# The admin's forms carry the CSRF token; no script of ours reads the cookie.
+CSRF_COOKIE_HTTPONLY = env.bool("CSRF_COOKIE_HTTPONLY", default=PRODUCTION)
+# An operator's admin session lasts a working day in production, not
+# Django's two weeks.
+SESSION_COOKIE_AGE = env.int(
+    "SESSION_COOKIE_AGE", default=8 * 3600 if PRODUCTION else 14 * 24 * 3600
+)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 

@@ -19,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded_db
 from core import logs
+from core.ids import PATH_PATTERN
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -210,6 +211,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Ids in paths are <id:...> (core/converters.py): say what they match.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "string", "pattern": f"^{PATH_PATTERN}$"}
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.schema.add_error_codes",

@@ -10,9 +10,11 @@ with a 500) for every route at once, not one selector at a time.
 
 from django.urls import register_converter
 
+from core.ids import PATH_PATTERN
+
 
 class ObjectIdConverter:
-    regex = "[0-9A-Za-z_]+"
+    regex = PATH_PATTERN
 
     def to_python(self, value: str) -> str:
         return value

@@ -6,6 +6,7 @@ them sets exactly that. (``manage.py check --deploy`` being clean is
 tests/config/test_deploy_settings.py.)"""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,8 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
-from django.urls import URLPattern, URLResolver, reverse
+from django.urls import URLResolver, reverse
+from django.urls.resolvers import RoutePattern
 
 from tests.attack.world import changed, db_state
 from tests.config.test_deploy_settings import _key
@@ -33,21 +35,29 @@ SAMPLES = {
 
 
 def _admin_urls() -> list[str]:
+    """One URL per pattern of the admin's URLconf, parameters filled from
+    SAMPLES (a KeyError names a parameter it has not met before)."""
     urls = []
 
-    def walk(patterns, namespace):
+    def walk(patterns, prefix):
         for entry in patterns:
+            pattern = entry.pattern
             if isinstance(entry, URLResolver):
-                walk(entry.url_patterns, namespace)
-            elif isinstance(entry, URLPattern):
-                names = list(entry.pattern.regex.groupindex)
-                kwargs = {n: SAMPLES[n] for n in names}  # KeyError: a new parameter
-                if entry.name:
-                    urls.append(reverse(f"{namespace}:{entry.name}", kwargs=kwargs))
-                else:  # the catch-all
-                    urls.append("/admin/" + kwargs.get("url", ""))
+                walk(entry.url_patterns, prefix + str(pattern))
+                continue
+            kwargs = {n: SAMPLES[n] for n in pattern.regex.groupindex}
+            if entry.name:
+                urls.append(reverse(f"admin:{entry.name}", kwargs=kwargs))
+            elif isinstance(pattern, RoutePattern):  # e.g. <path:object_id>/
+                text = str(pattern)
+                for name, value in kwargs.items():
+                    text = re.sub(rf"<(\w+:)?{name}>", value, text)
+                urls.append(prefix + text)
+            else:
+                assert set(kwargs) == {"url"}, pattern  # the catch-all
+                urls.append(prefix + SAMPLES["url"])
 
-    walk(admin.site.urls[0], "admin")
+    walk(admin.site.urls[0], "/admin/")
     return sorted(set(urls))
 
 
@@ -108,7 +118,7 @@ def test_a_staff_post_without_the_csrf_token_is_refused(merchant):
     assert changed(before, db_state()) == []
 
 
-def _production_settings() -> dict:
+def _production_settings(tmp_path) -> dict:
     """The cookie and header settings as production loads them."""
     code = (
         "import json, django; django.setup(); from django.conf import settings as s; "
@@ -121,6 +131,8 @@ def _production_settings() -> dict:
     )
     env = {
         "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SURGE_VAR_DIR": str(tmp_path / "var"),
         "SURGE_ENV": "production",
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "SECRET_KEY": "x" * 60,
@@ -136,8 +148,8 @@ def _production_settings() -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_production_settings_lock_the_admins_cookies_and_forms():
-    prod = _production_settings()
+def test_production_settings_lock_the_admins_cookies_and_forms(tmp_path):
+    prod = _production_settings(tmp_path)
     assert prod["SESSION_COOKIE_SECURE"] and prod["CSRF_COOKIE_SECURE"]
     assert prod["SESSION_COOKIE_HTTPONLY"] and prod["CSRF_COOKIE_HTTPONLY"]
     assert prod["SESSION_COOKIE_SAMESITE"] in ("Lax", "Strict")

@@ -180,7 +180,7 @@ def test_nul_and_unpaired_surrogates_in_any_string_are_400(target):
     """In every string value of the body, and as a key in every object of it."""
     strings = list(_strings(target.body))
     objects = list(_objects(target.body))
-    codes = {"parameter_invalid", "batch_invalid", "invalid_json"}
+    codes = {"parameter_invalid", "batch_invalid", "invalid_json", "invalid_request"}
     for bad in ("\x00", "\ud800", "\udfff", "\ud800\x00"):
         for path, value in strings:
             for new in (value + bad, bad + value, bad):

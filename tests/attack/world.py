@@ -48,10 +48,13 @@ class Route:
 
     @property
     def authenticated(self) -> bool:
-        cls = self.view_class
-        return self.is_api and any(
-            issubclass(p, IsAuthenticated) for p in cls.permission_classes
+        if not self.is_api:
+            return False
+        initkwargs = getattr(self.view, "initkwargs", {})
+        permissions = initkwargs.get(
+            "permission_classes", self.view_class.permission_classes
         )
+        return any(issubclass(p, IsAuthenticated) for p in permissions)
 
     @property
     def methods(self) -> tuple[str, ...]:

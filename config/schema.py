@@ -12,7 +12,7 @@ from gateways.error_codes import DeclineCode
 from gateways.error_codes import ErrorCode as GatewayErrorCode
 from ledger.error_codes import ErrorCode as LedgerErrorCode
 from payments.error_codes import ErrorCode as PaymentErrorCode
-from payments.error_codes import FailureCode
+from payments.error_codes import FailureCode, RefundFailureCode
 from vault.error_codes import ErrorCode as VaultErrorCode
 
 # ``error.code`` of a refused request, by the app that owns it.
@@ -27,6 +27,9 @@ API_ERROR_CODES: dict[str, type[StrEnum]] = {
 FAILURE_CODES: tuple[type[StrEnum], ...] = (FailureCode, DeclineCode)
 # Why a gateway call gave no answer: dead letters and logs, never an API error.
 GATEWAY_ERROR_CODES: type[StrEnum] = GatewayErrorCode
+# A refund's ``failure_code``: refused outright, or the gateway's code for why
+# its retries got no answer.
+REFUND_FAILURE_CODES: tuple[type[StrEnum], ...] = (RefundFailureCode, GatewayErrorCode)
 
 
 def _values(*enums: type[StrEnum]) -> list[str]:
@@ -71,5 +74,12 @@ def add_error_codes(result: dict, generator, request, public) -> dict:
             "Why the payment failed or was declined: one of "
             + ", ".join(f"`{code}`" for code in _values(*FAILURE_CODES))
             + ", or a processor's own decline code."
+        )
+    refund = schemas.get("Refund", {}).get("properties", {})
+    if "failure_code" in refund:
+        refund["failure_code"]["description"] = (
+            "Empty unless the refund failed; then one of "
+            + ", ".join(f"`{code}`" for code in _values(*REFUND_FAILURE_CODES))
+            + "."
         )
     return result

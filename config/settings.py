@@ -20,6 +20,7 @@ from kombu import Exchange, Queue
 
 from config import embedded_db
 from core import logs
+from core.ids import PATH_PATTERN
 from payments.workflow import STAGE_QUEUES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -189,7 +190,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# Request bodies above this are refused with 400 before parsing.
+# Request bodies above this are refused with 413 before parsing (core/parsers.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=2_621_440)
 
 REST_FRAMEWORK = {
@@ -212,6 +213,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Ids in paths are <id:...> (core/converters.py): say what they match.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "string", "pattern": f"^{PATH_PATTERN}$"}
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.schema.add_error_codes",
@@ -235,6 +240,13 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
+# The admin's forms carry the CSRF token; no script of ours reads the cookie.
+CSRF_COOKIE_HTTPONLY = env.bool("CSRF_COOKIE_HTTPONLY", default=PRODUCTION)
+# An operator's admin session lasts a working day in production, not
+# Django's two weeks.
+SESSION_COOKIE_AGE = env.int(
+    "SESSION_COOKIE_AGE", default=8 * 3600 if PRODUCTION else 14 * 24 * 3600
+)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 

@@ -1,10 +1,13 @@
-"""The one DRF exception handler (every error becomes ``{"error": {...}}``), and
-content negotiation for views that speak only JSON."""
+"""The one DRF exception handler (every error becomes ``{"error": {...}}``),
+Django's error views for the API's paths (the same object, where no DRF view
+answers), and content negotiation for views that speak only JSON."""
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions as drf
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
@@ -74,10 +77,11 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, RequestDataTooBig):
         return error_response(
-            400,
+            413,
             "invalid_request_error",
             ErrorCode.BODY_TOO_LARGE,
-            "Request body too large.",
+            f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+            "bytes.",
         )
     if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
         return error_response(
@@ -132,3 +136,55 @@ def exception_handler(exc, context):
             exc.status_code, "api_error", ErrorCode.API_ERROR, str(exc.detail)
         )
     return None
+
+
+# --- Django's error views (``handler404`` ... in config/urls.py) ---------------
+# They answer what no DRF view does: a path that matches no route (an id with
+# characters no id has, ``core.converters``), and a crash. On the API's paths
+# they answer with the error object too; the admin (BROWSER_PATHS) keeps
+# Django's pages.
+
+
+def _is_browser(request) -> bool:
+    return request.path.startswith(tuple(settings.BROWSER_PATHS))
+
+
+def _error(status: int, type_: str, code: str, message: str) -> JsonResponse:
+    body = {"type": type_, "code": code, "message": message, "param": None}
+    return JsonResponse({"error": body}, status=status)
+
+
+def not_found(request, exception=None):
+    if _is_browser(request):
+        return defaults.page_not_found(request, exception)
+    return _error(
+        404, "invalid_request_error", ErrorCode.RESOURCE_MISSING, "No such object."
+    )
+
+
+def bad_request(request, exception=None):
+    if isinstance(exception, RequestDataTooBig) and not _is_browser(request):
+        return _error(
+            413,
+            "invalid_request_error",
+            ErrorCode.BODY_TOO_LARGE,
+            f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+            "bytes.",
+        )
+    if _is_browser(request):
+        return defaults.bad_request(request, exception)
+    return _error(
+        400, "invalid_request_error", ErrorCode.INVALID_REQUEST, "Bad request."
+    )
+
+
+def server_error(request):
+    if _is_browser(request):
+        return defaults.server_error(request)
+    return _error(
+        500,
+        "api_error",
+        ErrorCode.API_ERROR,
+        "Something went wrong on "
+        "Surge's side; it is logged. Retry with the same Idempotency-Key.",
+    )

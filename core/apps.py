@@ -13,7 +13,9 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         # deferred: registrations run in AppConfig.ready (Django's rule: apps.py
         # is imported while the app registry is still loading).
-        from core import lookups  # noqa: F401 (registers field__any_of)
+        from core import converters, lookups  # noqa: F401 (lookups registers)
+
+        converters.register()  # <id:...> in the URLconfs, imported after this
 
         install_record_factory()
         if settings.PRODUCTION:

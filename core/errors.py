@@ -35,6 +35,13 @@ class InvalidRequest(SurgeError):
     """Malformed or invalid input (400)."""
 
 
+class PayloadTooLarge(SurgeError):
+    """The request body is over ``MAX_REQUEST_BYTES`` (413)."""
+
+    status = 413
+    code = ErrorCode.BODY_TOO_LARGE
+
+
 class NotFound(SurgeError):
     status = 404
     code = ErrorCode.RESOURCE_MISSING

@@ -19,6 +19,9 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _FROM_CROCKFORD = bytes.maketrans(
     _ALPHABET.encode(), b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 )
+# What an id in a URL may hold (core/converters.py, and the OpenAPI pattern of
+# every path id): a prefix, an underscore and base32, in either case.
+PATH_PATTERN = "[0-9A-Za-z_]+"
 PREFIXES = frozenset(
     {"mer", "key", "tok", "pay", "re", "evt", "pb", "dl", "wh", "we", "whd"}
 )

@@ -133,7 +133,7 @@ class ApiKey(models.Model):
         Merchant, on_delete=models.CASCADE, related_name="api_keys"
     )
     prefix = models.CharField(max_length=32, unique=True)
-    digest = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64, unique=True)  # what a key is found by
     last4 = models.CharField(max_length=4)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

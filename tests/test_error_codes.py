@@ -5,7 +5,13 @@ import pytest
 import yaml
 from django.core.management import call_command
 
-from config.schema import API_ERROR_CODES, FAILURE_CODES, GATEWAY_ERROR_CODES
+from config.schema import (
+    API_ERROR_CODES,
+    FAILURE_CODES,
+    GATEWAY_ERROR_CODES,
+    REFUND_FAILURE_CODES,
+)
+from payments.error_codes import RefundFailureCode
 from tests.stack import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -18,7 +24,9 @@ def test_the_readme_lists_every_api_error_code(code):
     assert f"`{code}`" in README
 
 
-@pytest.mark.parametrize("code", [m.value for enum in FAILURE_CODES for m in enum])
+@pytest.mark.parametrize(
+    "code", [m.value for enum in (*FAILURE_CODES, RefundFailureCode) for m in enum]
+)
 def test_the_readme_lists_every_failure_code(code):
     assert f"`{code}`" in README
 
@@ -35,6 +43,10 @@ def test_the_schema_lists_every_api_error_code_and_failure_code(tmp_path):
         "failure_code"
     ]["description"]
     assert all(f"`{m.value}`" in described for e in FAILURE_CODES for m in e)
+    refund = schema["components"]["schemas"]["Refund"]["properties"]["failure_code"]
+    assert all(
+        f"`{m.value}`" in refund["description"] for e in REFUND_FAILURE_CODES for m in e
+    )
     every = [op for ops in schema["paths"].values() for op in ops.values()]
     assert all("4XX" in op["responses"] for op in every)
 

@@ -1,14 +1,17 @@
-"""Merchants' API keys: created once, stored as a SHA-256 digest, looked up by prefix.
+"""Merchants' API keys: created once, stored as a SHA-256 digest, looked up by it.
 
-A secret is ``sk_<prefix>_<secret>``. The prefix is the indexed lookup column;
-the digest is compared in constant time. Keys have 192 random bits, so a fast
-hash is the right choice (a slow KDF protects low-entropy passwords, not these).
-A verified key is cached in-process for ``SURGE_API_KEY_CACHE_SECONDS`` so the
-hot path costs no query; revocation takes effect within that window.
+A secret is ``sk_<prefix>_<secret>``. The prefix names the key to people (the
+admin, logs, the rate limit); the lookup is by the secret's digest, so a
+wrong key costs the same whether or not its prefix exists: one indexed
+lookup that finds nothing. (Looked up by prefix, a known prefix found a row,
+or a cached key, and answered measurably sooner: tests/attack/test_auth.py.)
+Keys have 192 random bits, so a fast hash is the right choice (a slow KDF
+protects low-entropy passwords, not these). A verified key is cached
+in-process by digest for ``SURGE_API_KEY_CACHE_SECONDS`` so the hot path
+costs no query; revocation takes effect within that window.
 """
 
 import hashlib
-import hmac
 import secrets
 import threading
 import time
@@ -26,7 +29,6 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
-    digest: str
     key_id: str
     merchant: Merchant
     expires: float
@@ -66,7 +68,7 @@ def api_key_revoke(*, key: ApiKey) -> None:
         revoked_at=timezone.now()
     )
     with _lock:
-        _cache.pop(key.prefix, None)
+        _cache.pop(key.digest, None)
 
 
 def _parse(secret: str) -> str | None:
@@ -77,30 +79,31 @@ def _parse(secret: str) -> str | None:
 
 
 def api_key_authenticate(secret: str) -> Merchant | None:
-    """Return the key's merchant, or None for a missing, unknown or revoked key."""
-    prefix = _parse(secret)
-    if prefix is None:
+    """Return the key's merchant, or None for a missing, unknown or revoked key.
+
+    Only a verified key is cached: a wrong one, whatever its prefix, is one
+    lookup that finds no row (the time says nothing about the prefix).
+    """
+    if _parse(secret) is None:
         return None
     digest = _digest(secret)
     now = time.monotonic()
-    cached = _cache.get(prefix)
+    cached = _cache.get(digest)
     if cached is None or cached.expires < now:
         key = (
             ApiKey.objects.select_related("merchant")
-            .filter(prefix=prefix, revoked_at__isnull=True)
+            .filter(digest=digest, revoked_at__isnull=True)
             .first()
         )
         if key is None:
             with _lock:
-                _cache.pop(prefix, None)
+                _cache.pop(digest, None)
             return None
         cached = _Cached(
-            key.digest, key.pk, key.merchant, now + settings.SURGE_API_KEY_CACHE_SECONDS
+            key.pk, key.merchant, now + settings.SURGE_API_KEY_CACHE_SECONDS
         )
         with _lock:
-            _cache[prefix] = cached
-    if not hmac.compare_digest(cached.digest, digest):
-        return None
+            _cache[digest] = cached
     _touch_last_used(cached.key_id, now)
     return cached.merchant
 

@@ -205,7 +205,7 @@ def test_wrong_content_type_is_400(api, token):
     assert_nothing_written()
 
 
-def test_body_over_size_limit_is_400(api, token, settings):
+def test_body_over_size_limit_is_413(api, token, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
     data = body(
         token, description="x" * 400, metadata={f"k{i}": "v" * 100 for i in range(20)}
@@ -214,7 +214,7 @@ def test_body_over_size_limit_is_400(api, token, settings):
         "/v1/payments", data=json.dumps(data), content_type="application/json",
         HTTP_IDEMPOTENCY_KEY="k",
     )  # fmt: skip
-    assert resp.status_code == 400
+    assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "body_too_large"
     assert_nothing_written()
 

@@ -4,5 +4,5 @@ from vault.api import views
 
 urlpatterns = [
     path("tokens", views.TokenCreateView.as_view(), name="tokens"),
-    path("tokens/<str:token_id>", views.TokenDetailView.as_view(), name="token"),
+    path("tokens/<id:token_id>", views.TokenDetailView.as_view(), name="token"),
 ]

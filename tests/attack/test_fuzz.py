@@ -1,7 +1,7 @@
 """Fuzzing: schemathesis reads the OpenAPI description the app serves at
 /v1/schema and sends every operation generated requests (valid ones and
 ones that break the schema), as a merchant with a valid key, through the
-WSGI application gunicorn serves (core.handlers.SurgeWSGIApplication).
+WSGI application the web server serves (core.handlers.SurgeWSGIApplication).
 
 For every answer: no 5xx; the status code, content type, headers and body
 are the ones the schema documents; and an answer in the 4xx wrote nothing

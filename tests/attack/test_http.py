@@ -1,4 +1,5 @@
-"""The input limits on the wire: a real gunicorn serving the application,
+"""The input limits on the wire: the product's web server (granian, as the
+Procfile and the Dockerfile run it) serving the application,
 spoken to over a raw socket, where a client can send what no HTTP library
 would (a body it never finishes, a CR inside a header)."""
 
@@ -15,7 +16,7 @@ from tests.stack import Stack, free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+GRANIAN = str(Path(sys.executable).with_name("granian"))
 
 
 @pytest.fixture
@@ -23,8 +24,9 @@ def web(tmp_path):
     stack = Stack(tmp_path)
     port = free_port()
     stack.start(
-        "web", [GUNICORN, "config.wsgi:application", "-b", f"127.0.0.1:{port}",
-                "-k", "gthread", "-w", "1", "--threads", "2"],
+        "web", [GRANIAN, "--interface", "wsgi", "--no-ws", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", "1", "--blocking-threads", "2",
+                "config.wsgi:application"],
     )  # fmt: skip
 
     def up():

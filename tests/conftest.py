@@ -1,3 +1,4 @@
+import importlib
 import os
 
 import pytest
@@ -35,6 +36,27 @@ def _require_postgresql(django_db_setup, django_db_blocker):
                 "(or set DATABASE_URL=postgres://...).",
                 returncode=2,
             )
+
+
+@pytest.fixture(autouse=True)
+def _bin_ranges_seeded(request):
+    """A transactional test flushes every table when it ends, the BIN ranges
+    vault's migration 0002 seeded included: put them back for the tests after
+    it that use the database (production's table is never flushed)."""
+    uses_db = request.node.get_closest_marker("django_db") is not None or {
+        "db",
+        "transactional_db",
+    } & set(request.fixturenames)
+    if uses_db:
+        from vault.models import BinRange
+
+        if not BinRange.objects.exists():
+            seed = importlib.import_module("vault.migrations.0002_bin_ranges")
+            BinRange.objects.bulk_create(
+                BinRange(low=lo, high=hi, brand=b, funding=f, country=c, note=n)
+                for lo, hi, b, f, c, n in seed.SEED
+            )
+    yield
 
 
 @pytest.fixture(autouse=True)

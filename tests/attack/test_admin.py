@@ -28,6 +28,7 @@ PASSWORD = "a-long-test-password-1"
 # front of every view, so the values need not name real objects.
 SAMPLES = {
     "object_id": "mer_01KAAAAAAAAAAAAAAAAAAAAAAA",
+    "id": "1",  # a user's password form (auth's admin)
     "app_label": "payments",
     "content_type_id": "1",
     "url": "nowhere/",

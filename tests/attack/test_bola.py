@@ -176,6 +176,7 @@ NOT_ID_FIELDS = {
     "amount", "currency", "description", "metadata", "reference", "payments",
     "number", "exp_month", "exp_year", "cvc", "url", "enabled_events",
     "expires_in", "created", "gte", "lt",
+    "customer",  # the merchant's own reference for its customer, not an object
 }  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from django.db import connection
 from payments.models import Event, Payment, Refund
 from payments.services import pipeline
 from payments.services.audit import INITIAL, audit_events
+from payments.services.enrich import enrich_batch
 from payments.services.refunds import refund_create, refund_execute_batch
 from payments.state import EVENT_FOR_STATUS
 from tests.factories import card_token
@@ -37,6 +38,7 @@ def settled(api, merchant):
     declined = card_token(merchant, "4000000000000002")
     ids = [accept(api, good, "a"), accept(api, good, "b"), accept(api, declined, "c")]
     pipeline.validate_batch(ids)
+    enrich_batch(ids)
     pipeline.execute_batch(ids)
     pipeline.settle_batch(ids)
     refund = refund_create(merchant=merchant, payment_id=ids[0], amount=1000)
@@ -58,7 +60,7 @@ def test_a_clean_pipeline_audits_clean(settled):
     report = audit_events()
     assert report.ok, [str(d) for d in report.examples]
     assert report.payments == 3 and report.refunds == 1
-    assert report.events >= 3 * 4 + 2  # created .. settled/declined, refund x2
+    assert report.events >= 3 * 5 + 2  # created .. settled/declined, refund x2
     ok, out, _ = run_audit()
     assert ok and "audit_events: clean" in out
 

@@ -39,10 +39,11 @@ def _require_postgresql(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
-def _bin_ranges_seeded(request):
+def _bin_ranges_seeded(request, django_db_blocker):
     """A transactional test flushes every table when it ends, the BIN ranges
-    vault's migration 0002 seeded included: put them back for the tests after
-    it that use the database (production's table is never flushed)."""
+    vault's migration 0002 seeded included: put them back (committed, as the
+    migration left them) before a test that uses the database. Production's
+    table is never flushed."""
     uses_db = request.node.get_closest_marker("django_db") is not None or {
         "db",
         "transactional_db",
@@ -50,12 +51,13 @@ def _bin_ranges_seeded(request):
     if uses_db:
         from vault.models import BinRange
 
-        if not BinRange.objects.exists():
-            seed = importlib.import_module("vault.migrations.0002_bin_ranges")
-            BinRange.objects.bulk_create(
-                BinRange(low=lo, high=hi, brand=b, funding=f, country=c, note=n)
-                for lo, hi, b, f, c, n in seed.SEED
-            )
+        with django_db_blocker.unblock():
+            if not BinRange.objects.exists():
+                seed = importlib.import_module("vault.migrations.0002_bin_ranges")
+                BinRange.objects.bulk_create(
+                    BinRange(low=lo, high=hi, brand=b, funding=f, country=c, note=n)
+                    for lo, hi, b, f, c, n in seed.SEED
+                )
     yield
 
 

@@ -19,6 +19,7 @@ import platform
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -239,6 +240,22 @@ def render(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+def _commit() -> str:
+    """The checkout's commit, and whether it had changes: what a run ran."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+            text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}{' (with uncommitted changes)' if dirty else ''}"
+
+
 def record(path, started, seed, args, names, schedule, t0, recovery, table, ok, load):
     """Append the run to bench/DRILLS.md."""
     if not path.exists():
@@ -255,7 +272,8 @@ def record(path, started, seed, args, names, schedule, t0, recovery, table, ok, 
         fh.write(
             f"\n## {started:%Y-%m-%d %H:%M} UTC: seed {seed}, broker {args.broker}, "
             f"{args.payments:,} payments: {'PASS' if ok else 'FAIL'}\n\n"
-            f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python "
+            f"Code: {_commit()}. Machine: {os.cpu_count()} cores, "
+            f"{platform.machine()}, Python "
             f"{platform.python_version()}. Load {load.finished - load.started:.0f} s, "
             f"{load.retries} client retries, {load.duplicates_sent} duplicate "
             f"submissions. Faults: {faults_line or 'none'}. Last fault to last "

@@ -172,7 +172,9 @@ class SimulatorGateway:
 
     Not sent (connect refused/timed out): RetryableSafe. Sent but no answer
     (read timeout, dropped connection): UnknownOutcome. 5xx saying
-    ``processed: false``: RetryableSafe; any other 5xx: UnknownOutcome.
+    ``processed: false``: RetryableSafe; any other 5xx: UnknownOutcome. A
+    request re-sent after a kept connection closed under it proves nothing
+    by failing again: the first send may have been applied (UnknownOutcome).
     """
 
     def __init__(
@@ -208,12 +210,20 @@ class SimulatorGateway:
                     try:
                         conn.connect()
                     except OSError as exc:
+                        if attempt == 2:
+                            # The first attempt went out on a kept connection
+                            # the server closed: it may have been applied
+                            # before the close (found by `make drill`).
+                            raise UnknownOutcome(
+                                f"{self.name}: no answer after send, then "
+                                f"not sent again ({type(exc).__name__})"
+                            ) from exc
                         raise RetryableSafe(
                             f"{self.name}: not sent ({type(exc).__name__})",
                             code=ErrorCode.NOT_SENT,
                         ) from exc
                 status, raw, will_close = conn.exchange(request, self.read_timeout)
-            except RetryableSafe:
+            except (RetryableSafe, UnknownOutcome):
                 conn.close()
                 raise
             except _STALE as exc:
@@ -232,7 +242,7 @@ class SimulatorGateway:
                 conn.close()
             else:
                 self.pool.put(conn)
-            return status, raw
+            return status, raw, attempt == 2
         raise AssertionError("unreachable")
 
     def _send(self, method: str, path: str, *, key: str = "", body=None, params=None):
@@ -243,14 +253,21 @@ class SimulatorGateway:
             headers["Content-Type"] = "application/json"
         if params:
             path = f"{path}?{urlencode(params)}"
-        status, raw = self._exchange(method, path, payload, headers)
+        status, raw, resent = self._exchange(method, path, payload, headers)
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
             data = None
         if status >= 500:
             code = _error_code(data)
-            if isinstance(data, dict) and data.get("processed") is False:
+            # "Not processed" speaks for this request only: after a resend
+            # the first one may have been applied (the simulator refuses an
+            # outage before it looks the key up), so nothing is proven.
+            if (
+                isinstance(data, dict)
+                and data.get("processed") is False
+                and not (resent and method == "POST")
+            ):
                 raise RetryableSafe(
                     f"{self.name}: {status} not processed ({code})", code=code
                 )

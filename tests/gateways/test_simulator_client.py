@@ -8,7 +8,9 @@ import threading
 import pytest
 
 from gateways.adapters.simulator import SimulatorGateway
-from gateways.exceptions import UnknownOutcome
+from gateways.base import ChargeRequest
+from gateways.exceptions import RetryableSafe, UnknownOutcome
+from tests.gateways.conftest import VISA, Card
 
 ANSWER = {
     "id": "ch_1",
@@ -175,3 +177,55 @@ def test_a_header_value_with_a_line_break_is_refused_before_sending():
         gateway.close()
         server.close()
     assert server.requests == []
+
+
+def _charge(gateway: SimulatorGateway, key: str):
+    return gateway.charge(
+        ChargeRequest(
+            idempotency_key=key, payment_id=f"pay_{key}", merchant_id="mer_1",
+            amount=1000, currency="usd", card=Card(VISA),
+        )
+    )  # fmt: skip
+
+
+def test_a_charge_whose_kept_connection_closed_then_cannot_reconnect_is_unknown():
+    """Found by `make drill`: the gateway took the charge on a kept
+    connection, closed it without answering and refused the resend's
+    connection (it went down). The charge may have landed: an unknown
+    outcome, never "not sent" (which would fail over and charge twice)."""
+    server = Scripted([_ok(), None])
+    gateway = _gateway(server.port)
+    try:
+        _charge(gateway, "k0")  # leaves a kept connection in the pool
+        server.sock.shutdown(socket.SHUT_RDWR)  # stops listening: a resend
+        server.close()  # is refused
+        with pytest.raises(UnknownOutcome):
+            _charge(gateway, "k1")
+    finally:
+        gateway.close()
+    assert len(server.requests) == 2  # k1 reached the gateway once
+
+
+def test_a_resent_charge_answered_not_processed_is_still_unknown():
+    not_processed = json.dumps({"processed": False, "error": {"code": "outage"}})
+    answer = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(not_processed)}\r\n\r\n{not_processed}"
+    ).encode()
+    server = Scripted([_ok(), None, answer])
+    gateway = _gateway(server.port)
+    try:
+        _charge(gateway, "k0")
+        with pytest.raises(UnknownOutcome):
+            _charge(gateway, "k1")  # the first send may have been applied
+    finally:
+        gateway.close()
+        server.close()
+    fresh = Scripted([answer])
+    gateway = _gateway(fresh.port)
+    try:
+        with pytest.raises(RetryableSafe):  # refused on its first send: proven
+            _charge(gateway, "k2")
+    finally:
+        gateway.close()
+        fresh.close()

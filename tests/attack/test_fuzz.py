@@ -15,8 +15,18 @@ is derandomized (a fixed seed), and each operation is bounded in examples.
 import hypothesis
 import pytest
 import schemathesis
+from django.core import signals
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from core.handlers import SurgeWSGIApplication
 from tests.attack.world import ID_KINDS, changed, db_state
@@ -28,38 +38,47 @@ pytestmark = pytest.mark.django_db
 MAX_EXAMPLES = 40
 
 CHECKS = [
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_headers_conformance",
-    "response_schema_conformance",
-    "negative_data_rejection",
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
 ]
+
+
+# The merchant's real ids, by path parameter, for the test being run.
+REAL_IDS: dict[str, str] = {}
+
+# Read from the app as a client would, when the module loads (the schema
+# view touches no database).
+schema = schemathesis.openapi.from_wsgi(
+    "/v1/schema?format=json", SurgeWSGIApplication()
+)
+
+
+@schema.hooks.hook("before_generate_path_parameters")
+def _real_ids(ctx, strategy):
+    names = [p for p in ID_KINDS if "{" + p + "}" in ctx.operation.path]
+    if not names:
+        return strategy
+    real = st.deferred(lambda: st.just({p: REAL_IDS[p] for p in names}))
+    return st.one_of(strategy, real)
 
 
 @pytest.fixture
 def fuzz_world(victim):
-    return victim
-
-
-@pytest.fixture
-def api_schema(fuzz_world):
-    schema = schemathesis.openapi.from_wsgi(
-        "/v1/schema?format=json", SurgeWSGIApplication()
-    )
-    real = {param: fuzz_world.ids[kind] for param, kind in ID_KINDS.items()}
-
-    @schema.hooks.hook("before_generate_path_parameters")
-    def _real_ids(ctx, strategy):
-        names = [p for p in real if "{" + p + "}" in ctx.operation.path]
-        if not names:
-            return strategy
-        return st.one_of(strategy, st.just({p: real[p] for p in names}))
-
-    return schema
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
+    REAL_IDS.clear()
+    REAL_IDS.update({param: victim.ids[kind] for param, kind in ID_KINDS.items()})
+    # The requests run inside the test's transaction: keep the connection
+    # open across them, as Django's test client does.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield victim
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
 
 
 @schema.parametrize()

@@ -39,6 +39,11 @@ _PG_TYPES = {
 }
 
 
+class JSONText(str):
+    """A JSON document already encoded (compact): sent as it is. A stage that
+    writes one document to many rows encodes it once."""
+
+
 class _Required:
     def __repr__(self) -> str:
         return "REQUIRED"
@@ -64,7 +69,9 @@ class Column:
 
     def wire(self, value: object) -> object:
         """A value as it travels: JSON documents as compact text."""
-        return jsoncodec.compact(value) if self.pg_type == "jsonb" else value
+        if self.pg_type != "jsonb" or isinstance(value, JSONText):
+            return value
+        return jsoncodec.compact(value)
 
 
 def _pg_type(f: models.Field) -> str:

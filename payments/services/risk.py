@@ -178,7 +178,7 @@ class Candidate:
     payment_id: str
     merchant_id: str
     amount: int
-    created_at: datetime
+    created_at: datetime | None  # read only when a velocity rule is on
     bin: str
     country: str
     fingerprint: str

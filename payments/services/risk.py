@@ -221,6 +221,7 @@ def assess(
                     amount=c.amount,
                     created_at=c.created_at,
                     window=v.window,
+                    cap=v.count if v.amount is None else None,
                 )
                 for c, kind, key, v in velocity
             ]

@@ -22,6 +22,16 @@ class GatewayAttempt:
     created_at: datetime
 
 
+# Why a charge goes where it goes (``Route.reason``), and what that means.
+MERCHANT_PRIMARY = "merchant_primary"
+ROUTE_REASONS = {
+    MERCHANT_PRIMARY: (
+        "the merchant's primary gateway; its failover (if any) only for a "
+        "charge the primary provably did not make"
+    ),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where a merchant's charge goes, and why (the enrich stage records it)."""
@@ -46,14 +56,7 @@ def route_for(*, primary: str, secondary: str = "") -> Route:
     """A merchant's route: its primary gateway first; its secondary only for a
     charge the primary provably did not make (``charge_many``)."""
     failover = secondary if secondary and secondary != primary else ""
-    if failover:
-        reason = (
-            f"the merchant's primary gateway; fails over to {failover} only "
-            f"when {primary} provably did not charge"
-        )
-    else:
-        reason = "the merchant's primary gateway; no failover configured"
-    return Route(gateway=primary, failover=failover, reason=reason)
+    return Route(gateway=primary, failover=failover, reason=MERCHANT_PRIMARY)
 
 
 def route_keys(*, payment_id: str, primary: str, secondary: str = "") -> list[str]:

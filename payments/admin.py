@@ -25,6 +25,7 @@ from django.utils.html import format_html, format_html_join
 
 from core.errors import SurgeError
 from core.money import Money
+from gateways.selectors import ROUTE_REASONS
 from payments import selectors
 from payments.models import (
     ApiKey,
@@ -327,7 +328,9 @@ class PaymentAdmin(ReadOnlyMixin, admin.ModelAdmin):
         route = obj.enrichment.get("route")
         if route is None:
             return "—"
-        return f"{route['gateway']}: {route['reason']}"
+        failover = f", failover {route['failover']}" if route.get("failover") else ""
+        why = ROUTE_REASONS.get(route["reason"], route["reason"])
+        return f"{route['gateway']}{failover}: {why}"
 
     @admin.display(description="route (gateway: idempotency key)")
     def route(self, obj):

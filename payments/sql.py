@@ -39,6 +39,11 @@ _PG_TYPES = {
 }
 
 
+class JSONText(str):
+    """A JSON document already encoded (compact): sent as it is. A stage that
+    writes one document to many rows encodes it once."""
+
+
 class _Required:
     def __repr__(self) -> str:
         return "REQUIRED"
@@ -64,7 +69,9 @@ class Column:
 
     def wire(self, value: object) -> object:
         """A value as it travels: JSON documents as compact text."""
-        return jsoncodec.compact(value) if self.pg_type == "jsonb" else value
+        if self.pg_type != "jsonb" or isinstance(value, JSONText):
+            return value
+        return jsoncodec.compact(value)
 
 
 def _pg_type(f: models.Field) -> str:
@@ -515,6 +522,9 @@ class VelocityItem:
     amount: int
     created_at: datetime
     window: int
+    # Count at most this many earlier payments (the rule's N: enough to
+    # decide), None to count them all (an amount rule needs the whole sum).
+    cap: int | None = None
 
 
 VELOCITY = TableSpec.of(VelocityEntry)
@@ -536,8 +546,8 @@ WITH b AS (
     SELECT * FROM unnest(
         %(payment_id)b::text[], %(merchant_id)b::text[], %(kind)b::text[],
         %(key)b::text[], %(amount)b::bigint[], %(created_at)b::timestamptz[],
-        %(window)b::integer[]
-    ) AS b(payment_id, merchant_id, kind, key, amount, created_at, window_s)
+        %(window)b::integer[], %(cap)b::integer[]
+    ) AS b(payment_id, merchant_id, kind, key, amount, created_at, window_s, cap)
 ), ins AS (
     INSERT INTO {VELOCITY.table}
         (merchant_id, kind, key, payment_id, amount, created_at)
@@ -547,12 +557,14 @@ WITH b AS (
 SELECT b.payment_id, b.kind, e.n + i.n, e.total + i.total + b.amount
 FROM b
 CROSS JOIN LATERAL (
-    SELECT count(*) AS n, coalesce(sum(v.amount), 0) AS total
-    FROM {VELOCITY.table} v
-    WHERE v.merchant_id = b.merchant_id AND v.kind = b.kind AND v.key = b.key
-      AND v.created_at > b.created_at - make_interval(secs => b.window_s)
-      AND v.created_at <= b.created_at
-      AND v.payment_id <> ALL(%(payment_id)b::text[])
+    SELECT count(*) AS n, coalesce(sum(amount), 0) AS total FROM (
+        SELECT v.amount FROM {VELOCITY.table} v
+        WHERE v.merchant_id = b.merchant_id AND v.kind = b.kind AND v.key = b.key
+          AND v.created_at > b.created_at - make_interval(secs => b.window_s)
+          AND v.created_at <= b.created_at
+          AND v.payment_id <> ALL(%(payment_id)b::text[])
+        LIMIT b.cap
+    ) capped
 ) e
 CROSS JOIN LATERAL (
     SELECT count(*) AS n, coalesce(sum(o.amount), 0) AS total
@@ -590,6 +602,7 @@ def velocity_assess(
                 "amount": [i.amount for i in items],
                 "created_at": [i.created_at for i in items],
                 "window": [i.window for i in items],
+                "cap": [i.cap for i in items],
             },
         )
         return {

@@ -178,7 +178,7 @@ class Candidate:
     payment_id: str
     merchant_id: str
     amount: int
-    created_at: datetime
+    created_at: datetime | None  # read only when a velocity rule is on
     bin: str
     country: str
     fingerprint: str
@@ -221,6 +221,7 @@ def assess(
                     amount=c.amount,
                     created_at=c.created_at,
                     window=v.window,
+                    cap=v.count if v.amount is None else None,
                 )
                 for c, kind, key, v in velocity
             ]

@@ -2,7 +2,8 @@
 small table of BIN ranges (brand, funding type, country).
 
 The seeded ranges are the documented test cards' BINs (Surge's and the
-widely used processor test numbers) and one brand-wide fallback per brand
+widely used processor test numbers; the notes name the BIN, never a whole
+card number: no column holds one in clear) and one brand-wide fallback per brand
 (brand only: funding and country unknown). The narrowest range holding a BIN
 wins. Tokens made before this migration have no BIN: their metadata is the
 token's brand alone.
@@ -12,19 +13,19 @@ from django.db import migrations, models
 
 # (low, high, brand, funding, country, note)
 SEED = [
-    (424242, 424242, "visa", "credit", "US", "test card 4242 4242 4242 4242"),
-    (400000, 400000, "visa", "credit", "US", "test cards 4000 0000 0000 xxxx"),
-    (400005, 400005, "visa", "debit", "US", "test card 4000 0566 5566 5556"),
-    (411111, 411111, "visa", "credit", "GB", "test card 4111 1111 1111 1111"),
-    (555555, 555555, "mastercard", "credit", "US", "test card 5555 5555 5555 4444"),
-    (520082, 520082, "mastercard", "debit", "US", "test card 5200 8282 8282 8210"),
-    (510510, 510510, "mastercard", "prepaid", "US", "test card 5105 1051 0510 5100"),
-    (378282, 378282, "amex", "credit", "US", "test card 3782 822463 10005"),
-    (371449, 371449, "amex", "credit", "US", "test card 3714 496353 98431"),
-    (601111, 601111, "discover", "credit", "US", "test card 6011 1111 1111 1117"),
-    (356600, 356600, "jcb", "credit", "JP", "test card 3566 0020 2036 0505"),
-    (305693, 305693, "diners", "credit", "US", "test card 3056 9309 0259 04"),
-    (620000, 620000, "unionpay", "credit", "CN", "test card 6200 0000 0000 0005"),
+    (424242, 424242, "visa", "credit", "US", "test card BIN 424242"),
+    (400000, 400000, "visa", "credit", "US", "test card BIN 400000"),
+    (400005, 400005, "visa", "debit", "US", "test card BIN 400005"),
+    (411111, 411111, "visa", "credit", "GB", "test card BIN 411111"),
+    (555555, 555555, "mastercard", "credit", "US", "test card BIN 555555"),
+    (520082, 520082, "mastercard", "debit", "US", "test card BIN 520082"),
+    (510510, 510510, "mastercard", "prepaid", "US", "test card BIN 510510"),
+    (378282, 378282, "amex", "credit", "US", "test card BIN 378282"),
+    (371449, 371449, "amex", "credit", "US", "test card BIN 371449"),
+    (601111, 601111, "discover", "credit", "US", "test card BIN 601111"),
+    (356600, 356600, "jcb", "credit", "JP", "test card BIN 356600"),
+    (305693, 305693, "diners", "credit", "US", "test card BIN 305693"),
+    (620000, 620000, "unionpay", "credit", "CN", "test card BIN 620000"),
     (400000, 499999, "visa", "", "", "Visa (brand only)"),
     (510000, 559999, "mastercard", "", "", "Mastercard (brand only)"),
     (222100, 272099, "mastercard", "", "", "Mastercard 2-series (brand only)"),

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
+from celery import current_app
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+import payments.tasks  # noqa: F401 (registers the beat's task)
 from core.ids import id_at
 from payments.models import DeadLetter, Event, Payment, WebhookDelivery, WebhookEndpoint
 from payments.services.archive import ArchiveError, archive_months
@@ -211,3 +213,19 @@ def test_a_bad_before_is_refused_with_a_clear_error(before):
 def test_a_month_that_has_not_ended_cannot_be_archived():
     with pytest.raises(ArchiveError, match="only months that have ended"):
         archive_months(before=current_month().next())
+
+
+def test_beat_makes_partitions_daily_through_the_task(settings):
+    (entry,) = [
+        e for e in settings.CELERY_BEAT_SCHEDULE.values()
+        if e["task"] == "payments.ensure_partitions"
+    ]  # fmt: skip
+    assert entry["schedule"] == 24 * 3600
+    settings.SURGE_PARTITION_MONTHS_AHEAD = 4
+    month = current_month()
+    for _ in range(4):
+        month = month.next()
+    created = current_app.tasks["payments.ensure_partitions"]()
+    assert sorted(created) == sorted(
+        [partition_name(EVENTS, month), partition_name(DELIVERIES, month)]
+    )

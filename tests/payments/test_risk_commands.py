@@ -2,6 +2,8 @@
 and ``merchant_risk``; bad input is refused with a clear error and changes
 nothing."""
 
+import json
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -134,3 +136,77 @@ def test_merchant_risk_refuses_bad_input_and_changes_nothing(merchant, args):
 def test_merchant_risk_refuses_an_unknown_merchant():
     with pytest.raises(CommandError, match="No merchant"):
         call_command("merchant_risk", "mer_nope", "--card-velocity", "5")
+
+
+# --- the admin's merchant page and the purge ---------------------------------------
+
+
+def _admin_form(merchant, **risk):
+    """The merchant change form as the admin renders it, with ``risk`` changed."""
+    from django.forms.models import model_to_dict
+
+    data = {
+        k: ("" if v is None else v)
+        for k, v in model_to_dict(merchant).items()
+        if k not in ("id", "created_at")
+    }
+    for key in ("currencies", "risk_blocked_countries", "risk_blocked_bins"):
+        data[key] = json.dumps(data[key] or [])
+    data["risk_outcomes"] = json.dumps(data["risk_outcomes"] or {})
+    data.update(risk)
+    data.update(
+        {"api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0",
+         "api_keys-MIN_NUM_FORMS": "0", "api_keys-MAX_NUM_FORMS": "1000"}
+    )  # fmt: skip
+    return data
+
+
+def test_the_admin_edits_risk_rules_through_the_services_checks(merchant):
+    from django.test import Client
+
+    from tests.payments.admin_helpers import operator
+
+    client = Client()
+    client.force_login(operator("root", "superuser"))
+    url = f"/admin/payments/merchant/{merchant.pk}/change/"
+    page = client.get(url).content.decode()
+    assert "Risk rules" in page and "card_velocity: off" in page
+    bad = client.post(url, _admin_form(merchant, risk_blocked_bins='["12"]'))
+    assert bad.status_code == 200 and "six digits" in bad.content.decode()
+    assert rules_of(merchant.pk)["risk_blocked_bins"] == []
+    good = client.post(
+        url,
+        _admin_form(
+            merchant,
+            risk_card_velocity_count="4",
+            risk_blocked_countries='["gb"]',
+            risk_outcomes='{"card_velocity": "block"}',
+        ),
+    )
+    assert good.status_code == 302, good.content.decode()[-2000:]
+    rules = rules_of(merchant.pk)
+    assert rules["risk_card_velocity_count"] == 4
+    assert rules["risk_blocked_countries"] == ["GB"]
+    assert rules["risk_outcomes"] == {"card_velocity": "block"}
+    record = AuditLog.objects.get(action="merchant.risk_rules")
+    assert record.actor == "root" and "card_velocity: 4 payments" in record.detail
+
+
+def test_velocity_entries_older_than_the_longest_window_are_purged(merchant):
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from payments.models import VelocityEntry
+    from payments.services.risk import risk_velocity_purge
+
+    now = timezone.now()
+    longest = timedelta(seconds=settings.SURGE_RISK_MAX_WINDOW_SECONDS)
+    for n, age in enumerate((longest + timedelta(seconds=5), longest / 2)):
+        VelocityEntry.objects.create(
+            merchant_id=merchant.pk, kind="card", key="f", payment_id=f"pay_{n}",
+            amount=100, created_at=now - age,
+        )  # fmt: skip
+    assert risk_velocity_purge() == 1
+    assert list(VelocityEntry.objects.values_list("payment_id", flat=True)) == ["pay_1"]

@@ -26,3 +26,14 @@ def victim(db):
 @pytest.fixture
 def attacker(db):
     return make_world()
+
+
+def pytest_collection_modifyitems(items):
+    """Schemathesis 4.32 names each operation's item for pytest before 9.2,
+    which builds the node id from the bare function name: every fuzzed
+    operation would get the same id, and pytest-xdist would run only one of
+    them. Give each its operation back as the id's parameter."""
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if label and item._id.params is None:
+            item._id = item._id.with_params(label)

@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.drill import faults as faults_mod
-from bench.drill.load import DECLINED, SUCCEEDS, make_jobs, run_load
+from bench.drill.load import CARDS, make_jobs, run_load
 from bench.drill.stack import RABBITMQ_SERVER, ROOT, DrillStack
 from bench.drill.verify import (
     Check,
     last_final_at,
-    replay_dead_letters,
+    retry_dead_letters,
     retrying,
     verify,
     wait_final,
@@ -113,7 +113,7 @@ def setup_merchants(n: int) -> tuple[list[str], list[dict]]:
                 merchant_id=merchant.id, number=card, exp_month=12,
                 exp_year=2099, cvc="123",
             ).pk
-            for card in (SUCCEEDS, DECLINED)
+            for card in CARDS
         })  # fmt: skip
     return secrets, tokens
 
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
             f"payment final {recovery:.1f} s after it" if recovery is not None
             else "no payment",
         ))  # fmt: skip
-        checks.append(replay_dead_letters(stack, args.settle_timeout))
+        checks.append(retry_dead_letters(stack, args.settle_timeout))
         checks += verify(stack, jobs, load)
         exits = [
             f"{name} (exit {code}: {why[:160]})" for name, code, why in stack.exits

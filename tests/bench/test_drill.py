@@ -17,7 +17,7 @@ import pytest
 
 from bench.drill.__main__ import choose_faults, render
 from bench.drill.faults import FAULTS, plan
-from bench.drill.load import make_jobs
+from bench.drill.load import CARDS, make_jobs
 from bench.drill.verify import Check
 from bench.processes import kill_groups_listed
 from tests.stack import ROOT
@@ -61,7 +61,7 @@ def test_short_drill_loses_nothing_under_every_fault(tmp_path):
 
 
 def test_half_the_payments_come_in_batches_each_asked_once():
-    tokens = [{"4242424242424242": "tok_a", "4000000000000002": "tok_b"}] * 3
+    tokens = [dict(zip(CARDS, ("tok_a", "tok_b", "tok_c"), strict=True))] * 3
     jobs = make_jobs(payments=1001, merchants=3, tokens=tokens, seed=5, run="r")
     asked = [item for job in jobs for item in job.asked]
     batched = [

@@ -4,7 +4,8 @@ PostgreSQL and Redis) while every fault runs once; the verdict must pass.
 
 The drill runs as a subprocess, as `make drill` runs it, on free ports with
 its data under this test's tmp folder; every process it started is killed
-at the end, by the process groups it listed, even if it was itself killed.
+at the end, by the process groups it listed (and its PostgreSQL by pg_ctl),
+even if the drill itself was killed.
 """
 
 import os
@@ -20,6 +21,7 @@ from bench.drill.faults import FAULTS, plan
 from bench.drill.load import CARDS, make_jobs
 from bench.drill.verify import Check
 from bench.processes import kill_groups_listed
+from config.embedded_db import EmbeddedPostgres
 from tests.stack import ROOT
 
 # The drill's own budget is the issue's 3 minutes; past 4 it is stopped.
@@ -51,6 +53,8 @@ def test_short_drill_loses_nothing_under_every_fault(tmp_path):
         )
     finally:
         kill_groups_listed(folder / "pids")
+        if (folder / "postgres").exists():  # pg_ctl's server is no child of ours
+            EmbeddedPostgres(folder).stop()
     assert proc.returncode == 0, f"seed {seed}:\n{out[-8000:]}"
     assert "VERDICT: PASS" in out
     for name in FAULTS:  # each fault ran, and said what it did

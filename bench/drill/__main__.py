@@ -60,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
         "at least 30); the faults fall in its first 85%%",
     )  # fmt: skip
     p.add_argument("--merchants", type=int, default=4)
+    p.add_argument(
+        "--failing-share", type=float, default=0.005,
+        help="share of payments with the card that fails at every gateway "
+        "(dead letters to retry); 0 for none (default 0.005)",
+    )  # fmt: skip
     p.add_argument("--settle-timeout", type=float, default=600)
     p.add_argument(
         "--dir", type=Path, default=ROOT / "bench" / "out" / "drill",
@@ -163,7 +168,7 @@ def main(argv=None) -> int:
         run = f"d{seed}x"
         jobs = make_jobs(
             payments=args.payments, merchants=args.merchants, tokens=tokens,
-            seed=seed, run=run,
+            seed=seed, run=run, failing=args.failing_share,
         )  # fmt: skip
         schedule = faults_mod.plan(names, seed, duration * 0.85)
         for f in schedule.runs:

@@ -28,12 +28,12 @@ GATEWAY_ERROR = "4000000000000119"
 CARDS = (SUCCEEDS, DECLINED, GATEWAY_ERROR)
 
 
-def _card(rng: random.Random) -> str:
-    """About 5% declined, 0.5% failing at every gateway, the rest succeed."""
+def _card(rng: random.Random, failing: float) -> str:
+    """About 5% declined, ``failing`` failing at every gateway, the rest succeed."""
     draw = rng.random()
     if draw < 0.05:
         return DECLINED
-    if draw < 0.055:
+    if draw < 0.05 + failing:
         return GATEWAY_ERROR
     return SUCCEEDS
 
@@ -66,10 +66,12 @@ class Outcome:
 
 
 def make_jobs(
-    *, payments: int, merchants: int, tokens: list[dict], seed: int, run: str
-) -> list[Job]:
+    *, payments: int, merchants: int, tokens: list[dict], seed: int, run: str,
+    failing: float = 0.005,
+) -> list[Job]:  # fmt: skip
     """Half the payments single, half in batches, batches spread through the
-    singles; about 5% with a card that is declined, 0.5% with one that fails."""
+    singles; about 5% with a card that is declined, ``failing`` with one that
+    fails at every gateway."""
     rng = random.Random(seed)
     n_batch = payments // 2
     n_single = payments - n_batch
@@ -77,7 +79,7 @@ def make_jobs(
     singles = []
     for i in range(n_single):
         m = i % merchants
-        card = _card(rng)
+        card = _card(rng, failing)
         key = f"{run}s{i}"
         body = {
             "amount": rng.randint(100, 500_000),
@@ -94,7 +96,7 @@ def make_jobs(
         m = b % merchants
         items = []
         for p in range(size):
-            card = _card(rng)
+            card = _card(rng, failing)
             items.append({
                 "amount": rng.randint(100, 500_000),
                 "currency": "usd",

@@ -77,12 +77,15 @@ def wait_final(expected: int, timeout: float) -> float | None:
 
 
 def last_final_at() -> float | None:
-    """When the last payment reached its final state (Unix time)."""
+    """When the last payment reached its final state (Unix time); an open
+    payment's lease bumps are not an end."""
     from django.db import connection  # deferred: Django set up at run time
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT extract(epoch FROM max(updated_at)) FROM payments_payment"
+            "SELECT extract(epoch FROM max(updated_at)) FROM payments_payment "
+            "WHERE NOT status = ANY(%s)",
+            [_non_terminal()],
         )
         value = cursor.fetchone()[0]
     return float(value) if value is not None else None

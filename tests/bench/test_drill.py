@@ -35,7 +35,11 @@ def test_short_drill_loses_nothing_under_every_fault(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.drill", "--payments", "1000",
          "--seed", str(seed), "--dir", str(folder), "--record", str(record),
-         "--settle-timeout", "150"],
+         "--settle-timeout", "150",
+         # Not the card that fails everywhere: a timeout on one of its charges
+         # leaves it `processing` until a person looks (docs/operations.md,
+         # "Open, for a decision"), which would make this test a coin toss.
+         "--failing-share", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip

@@ -96,13 +96,14 @@ def retry_dead_letters(stack: DrillStack, timeout: float) -> Check:
     the same service as the admin's *retry* action (``dead_letter_retry``:
     a payment that failed provably uncharged goes back to execute, a stuck
     one is re-driven), finishes their payments."""
-    # deferred: Django is set up at run time, on the drill's database; the
-    # Celery app must be Surge's (a retry hands on through its broker).
-    from django.db import connection
+    # The Celery app must be Surge's: a retry hands on through its broker.
+    from django.db import connection  # deferred: Django set up at run time
 
-    import config.celery  # noqa: F401
-    from payments.models import DeadLetter
-    from payments.services.operations import dead_letter_retry
+    import config.celery  # noqa: F401  # deferred: Django set up at run time
+    from payments.models import DeadLetter  # deferred: Django set up at run time
+    from payments.services.operations import (  # deferred: Django set up at run time
+        dead_letter_retry,
+    )
 
     def letters():
         with connection.cursor() as cursor:

@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.drill import faults as faults_mod
-from bench.drill.load import DECLINED, SUCCEEDS, make_jobs, run_load
+from bench.drill.load import CARDS, make_jobs, run_load
 from bench.drill.stack import RABBITMQ_SERVER, ROOT, DrillStack
 from bench.drill.verify import (
     Check,
     last_final_at,
-    replay_dead_letters,
+    retry_dead_letters,
     retrying,
     verify,
     wait_final,
@@ -60,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
         "at least 30); the faults fall in its first 85%%",
     )  # fmt: skip
     p.add_argument("--merchants", type=int, default=4)
+    p.add_argument(
+        "--failing-share", type=float, default=0.005,
+        help="share of payments with the card that fails at every gateway "
+        "(dead letters to retry); 0 for none (default 0.005)",
+    )  # fmt: skip
     p.add_argument("--settle-timeout", type=float, default=600)
     p.add_argument(
         "--dir", type=Path, default=ROOT / "bench" / "out" / "drill",
@@ -113,7 +118,7 @@ def setup_merchants(n: int) -> tuple[list[str], list[dict]]:
                 merchant_id=merchant.id, number=card, exp_month=12,
                 exp_year=2099, cvc="123",
             ).pk
-            for card in (SUCCEEDS, DECLINED)
+            for card in CARDS
         })  # fmt: skip
     return secrets, tokens
 
@@ -163,7 +168,7 @@ def main(argv=None) -> int:
         run = f"d{seed}x"
         jobs = make_jobs(
             payments=args.payments, merchants=args.merchants, tokens=tokens,
-            seed=seed, run=run,
+            seed=seed, run=run, failing=args.failing_share,
         )  # fmt: skip
         schedule = faults_mod.plan(names, seed, duration * 0.85)
         for f in schedule.runs:
@@ -207,7 +212,7 @@ def main(argv=None) -> int:
             f"payment final {recovery:.1f} s after it" if recovery is not None
             else "no payment",
         ))  # fmt: skip
-        checks.append(replay_dead_letters(stack, args.settle_timeout))
+        checks.append(retry_dead_letters(stack, args.settle_timeout))
         checks += verify(stack, jobs, load)
         exits = [
             f"{name} (exit {code}: {why[:160]})" for name, code, why in stack.exits

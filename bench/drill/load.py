@@ -22,6 +22,22 @@ from bench.loadgen import Connection
 
 SUCCEEDS = "4242424242424242"
 DECLINED = "4000000000000002"
+# Fails at every gateway with a retryable processing_error: the payment
+# fails with a dead letter, which the drill then retries.
+GATEWAY_ERROR = "4000000000000119"
+CARDS = (SUCCEEDS, DECLINED, GATEWAY_ERROR)
+
+
+def _card(rng: random.Random, failing: float) -> str:
+    """About 5% declined, ``failing`` failing at every gateway, the rest succeed."""
+    draw = rng.random()
+    if draw < 0.05:
+        return DECLINED
+    if draw < 0.05 + failing:
+        return GATEWAY_ERROR
+    return SUCCEEDS
+
+
 CLIENT_TIMEOUT = 30.0  # seconds, a client's patience normally
 SHORT_TIMEOUT = 0.05  # during client-timeouts
 
@@ -50,10 +66,12 @@ class Outcome:
 
 
 def make_jobs(
-    *, payments: int, merchants: int, tokens: list[dict], seed: int, run: str
-) -> list[Job]:
+    *, payments: int, merchants: int, tokens: list[dict], seed: int, run: str,
+    failing: float = 0.005,
+) -> list[Job]:  # fmt: skip
     """Half the payments single, half in batches, batches spread through the
-    singles; about 5% with a card that is declined."""
+    singles; about 5% with a card that is declined, ``failing`` with one that
+    fails at every gateway."""
     rng = random.Random(seed)
     n_batch = payments // 2
     n_single = payments - n_batch
@@ -61,7 +79,7 @@ def make_jobs(
     singles = []
     for i in range(n_single):
         m = i % merchants
-        card = DECLINED if rng.random() < 0.05 else SUCCEEDS
+        card = _card(rng, failing)
         key = f"{run}s{i}"
         body = {
             "amount": rng.randint(100, 500_000),
@@ -78,7 +96,7 @@ def make_jobs(
         m = b % merchants
         items = []
         for p in range(size):
-            card = DECLINED if rng.random() < 0.05 else SUCCEEDS
+            card = _card(rng, failing)
             items.append({
                 "amount": rng.randint(100, 500_000),
                 "currency": "usd",

@@ -4,7 +4,8 @@ PostgreSQL and Redis) while every fault runs once; the verdict must pass.
 
 The drill runs as a subprocess, as `make drill` runs it, on free ports with
 its data under this test's tmp folder; every process it started is killed
-at the end, by the process groups it listed, even if it was itself killed.
+at the end, by the process groups it listed (and its PostgreSQL by pg_ctl),
+even if the drill itself was killed.
 """
 
 import os
@@ -17,9 +18,10 @@ import pytest
 
 from bench.drill.__main__ import choose_faults, render
 from bench.drill.faults import FAULTS, plan
-from bench.drill.load import make_jobs
+from bench.drill.load import CARDS, make_jobs
 from bench.drill.verify import Check
 from bench.processes import kill_groups_listed
+from config.embedded_db import EmbeddedPostgres
 from tests.stack import ROOT
 
 # The drill's own budget is the issue's 3 minutes; past 4 it is stopped.
@@ -33,7 +35,11 @@ def test_short_drill_loses_nothing_under_every_fault(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.drill", "--payments", "1000",
          "--seed", str(seed), "--dir", str(folder), "--record", str(record),
-         "--settle-timeout", "150"],
+         "--settle-timeout", "150",
+         # Not the card that fails everywhere: a timeout on one of its charges
+         # leaves it `processing` until a person looks (docs/operations.md,
+         # "Open, for a decision"), which would make this test a coin toss.
+         "--failing-share", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
@@ -51,6 +57,8 @@ def test_short_drill_loses_nothing_under_every_fault(tmp_path):
         )
     finally:
         kill_groups_listed(folder / "pids")
+        if (folder / "postgres").exists():  # pg_ctl's server is no child of ours
+            EmbeddedPostgres(folder).stop()
     assert proc.returncode == 0, f"seed {seed}:\n{out[-8000:]}"
     assert "VERDICT: PASS" in out
     for name in FAULTS:  # each fault ran, and said what it did
@@ -61,7 +69,7 @@ def test_short_drill_loses_nothing_under_every_fault(tmp_path):
 
 
 def test_half_the_payments_come_in_batches_each_asked_once():
-    tokens = [{"4242424242424242": "tok_a", "4000000000000002": "tok_b"}] * 3
+    tokens = [dict(zip(CARDS, ("tok_a", "tok_b", "tok_c"), strict=True))] * 3
     jobs = make_jobs(payments=1001, merchants=3, tokens=tokens, seed=5, run="r")
     asked = [item for job in jobs for item in job.asked]
     batched = [

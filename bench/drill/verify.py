@@ -276,6 +276,16 @@ def _verify(stack: DrillStack, jobs: list[Job], load: Outcome) -> list[Check]:
         f"exit {done.returncode}" + ("" if done.returncode == 0 else
                                      f": {(done.stdout + done.stderr)[-400:]}"),
     ))  # fmt: skip
+    audit = subprocess.run(
+        [PY, "manage.py", "audit_events"], cwd=ROOT, env=stack.env,
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    checks.append(Check(
+        "events audit clean (each payment's events tell its row's story)",
+        audit.returncode == 0,
+        f"exit {audit.returncode}" + ("" if audit.returncode == 0 else
+                                      f": {(audit.stdout + audit.stderr)[-400:]}"),
+    ))  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(
             """

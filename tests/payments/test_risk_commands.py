@@ -9,21 +9,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from payments.models import AuditLog, Merchant
+from payments.services import risk
 
 pytestmark = pytest.mark.django_db
 
-RISK_FIELDS = (
-    "risk_card_velocity_count",
-    "risk_card_velocity_amount",
-    "risk_card_velocity_window",
-    "risk_customer_velocity_count",
-    "risk_customer_velocity_amount",
-    "risk_customer_velocity_window",
-    "risk_amount_ceiling",
-    "risk_blocked_countries",
-    "risk_blocked_bins",
-    "risk_outcomes",
-)
+RISK_FIELDS = risk.MERCHANT_FIELDS  # the fields the rules are read from
 
 
 def rules_of(merchant_id):
